@@ -1,0 +1,187 @@
+"""One ``Settings`` object from CLI > pytest ini > ``[tool.aisp]`` (pyproject.toml or aisp.toml) > env > defaults."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_aisp.findings import SEVERITY_NAMES, Severity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class SettingError(ValueError):
+    """A configuration value is invalid; the message names the option and the allowed values."""
+
+
+def _path(value: str) -> Path:
+    if not str(value).strip():
+        raise ValueError("expected a path")
+    return Path(os.path.expanduser(str(value).strip()))
+
+
+def _seed(value: str) -> int:
+    seed = int(str(value).strip())
+    if seed < 0:
+        raise ValueError("expected a non-negative integer")
+    return seed
+
+
+def _severity(value: str) -> Severity:
+    return Severity.parse(value)
+
+
+def _gpus(value: str) -> tuple[str, ...]:
+    ids = tuple(part.strip() for part in str(value).split(",") if part.strip())
+    if not ids:
+        raise ValueError("expected a comma-separated list of GPU ids (indexes, UUIDs or MIG ids)")
+    return ids
+
+
+def _url(value: str) -> str:
+    text = str(value).strip()
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return text
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One ``--aisp-NAME`` option with its ini key ``aisp_NAME`` and ``[tool.aisp] NAME`` key."""
+
+    name: str
+    help: str
+    parse: Callable[[str], Any]
+    allowed: str
+    metavar: str
+
+    @property
+    def flag(self) -> str:
+        return "--aisp-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "aisp_" + self.name
+
+    @property
+    def env(self) -> str:
+        return "AISP_" + self.name.upper()
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("model", "model file that the aisp_model fixture scans and loads", _path, "a path", "PATH"),
+    OptionSpec("data", "evaluation data for aisp_model (.npz with x and y)", _path, "a path", "PATH"),
+    OptionSpec("llm_endpoint", "URL of the LLM endpoint the llm_endpoint fixture probes", _url,
+               "an http(s) URL", "URL"),
+    OptionSpec("manifest", "artifact manifest the artifact_manifest fixture verifies", _path, "a path", "PATH"),
+    OptionSpec("gpus", "GPU ids to spread xdist workers over (default: CUDA_VISIBLE_DEVICES)", _gpus,
+               "comma-separated GPU ids", "LIST"),
+    OptionSpec("seed", "seed for every attack and probe (default 0)", _seed, "a non-negative integer", "N"),
+    OptionSpec("fail_on", "lowest severity that fails a test (default medium)", _severity,
+               "one of " + ", ".join(SEVERITY_NAMES), "SEVERITY"),
+    OptionSpec("baseline", "baseline file of accepted findings", _path, "a path", "PATH"),
+    OptionSpec("sarif", "write a SARIF 2.1.0 report to PATH", _path, "a path", "PATH"),
+    OptionSpec("sonar", "write a SonarQube generic issue report to PATH", _path, "a path", "PATH"),
+    OptionSpec("report_dir", "write aisp-findings.json (for baselines and history) into DIR", _path,
+               "a directory", "DIR"),
+)
+OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved pytest-aisp configuration. ``tool`` is the whole ``[tool.aisp]`` table,
+    so modules read their own sections (``settings.section("llm")``)."""
+
+    rootdir: Path = field(default_factory=Path.cwd)
+    model: Path | None = None
+    data: Path | None = None
+    llm_endpoint: str | None = None
+    manifest: Path | None = None
+    gpus: tuple[str, ...] = ()
+    seed: int = 0
+    fail_on: Severity = Severity.MEDIUM
+    baseline: Path | None = None
+    sarif: Path | None = None
+    sonar: Path | None = None
+    report_dir: Path | None = None
+    tool: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """``[tool.aisp.NAME]`` as a dict (empty when absent)."""
+        value = self.tool.get(name, {})
+        return value if isinstance(value, Mapping) else {}
+
+    def resolve(self, path: Path | None) -> Path | None:
+        """``path`` made absolute against the rootdir."""
+        if path is None:
+            return None
+        return path if path.is_absolute() else self.rootdir / path
+
+
+def read_tool_table(rootdir: Path) -> dict[str, Any]:
+    """``[tool.aisp]`` from ``rootdir/pyproject.toml`` merged under ``rootdir/aisp.toml`` (which wins)."""
+    table: dict[str, Any] = {}
+    pyproject = rootdir / "pyproject.toml"
+    if pyproject.is_file():
+        table.update(_load_toml(pyproject).get("tool", {}).get("aisp", {}))
+    own = rootdir / "aisp.toml"
+    if own.is_file():
+        data = _load_toml(own)
+        table.update(data.get("tool", {}).get("aisp", data))
+    return table
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingError(f"{path} is not valid TOML: {exc}") from None
+
+
+def parse_option(spec: OptionSpec, raw: Any, source: str) -> Any:
+    """Parse one raw value; raise ``SettingError`` naming the option, where it came from and what is allowed."""
+    try:
+        return spec.parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingError(
+            f"{spec.flag} (from {source}) got {raw!r}: {exc}; allowed: {spec.allowed}"
+        ) from None
+
+
+def resolve_settings(
+    rootdir: Path,
+    cli: Mapping[str, Any],
+    ini: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every option by precedence: ``cli`` > ``ini`` > ``[tool.aisp]`` > environment > default.
+
+    ``cli`` and ``ini`` map option names to raw values (None or "" when unset).
+    """
+    environ = os.environ if environ is None else environ
+    tool = read_tool_table(rootdir)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in OPTIONS:
+        candidates = (
+            (cli.get(spec.name), spec.flag),
+            (ini.get(spec.name), f"ini {spec.ini}"),
+            (tool.get(spec.name), f"[tool.aisp] {spec.name}"),
+            (environ.get(spec.env), f"environment {spec.env}"),
+        )
+        for raw, source in candidates:
+            if raw is not None and raw != "" and raw != []:
+                values[spec.name] = parse_option(spec, raw, source)
+                sources[spec.name] = source
+                break
+    return Settings(rootdir=rootdir, tool=tool, sources=sources, **values)

@@ -1,0 +1,3 @@
+"""llm module."""
+
+__all__: list[str] = []

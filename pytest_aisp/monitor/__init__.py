@@ -1,0 +1,3 @@
+"""monitor module."""
+
+__all__: list[str] = []

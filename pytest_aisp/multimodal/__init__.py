@@ -1,0 +1,3 @@
+"""multimodal module."""
+
+__all__: list[str] = []

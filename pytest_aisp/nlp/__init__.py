@@ -1,0 +1,3 @@
+"""nlp module."""
+
+__all__: list[str] = []

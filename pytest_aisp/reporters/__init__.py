@@ -1,0 +1,3 @@
+"""reporters module."""
+
+__all__: list[str] = []

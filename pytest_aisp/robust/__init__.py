@@ -1,0 +1,3 @@
+"""robust module."""
+
+__all__: list[str] = []

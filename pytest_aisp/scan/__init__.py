@@ -1,0 +1,3 @@
+"""scan module."""
+
+__all__: list[str] = []

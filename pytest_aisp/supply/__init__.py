@@ -1,0 +1,3 @@
+"""supply module."""
+
+__all__: list[str] = []
