@@ -154,7 +154,7 @@ def check_zip_structure(ctx: ScanContext, directory: ZipDirectory, location: str
 
 
 def read_member(ctx: ScanContext, data: Any, member: ZipMember, location: str, *,
-                limit: int | None = None, check_crc: bool = True) -> bytes | memoryview | None:
+                limit: int | None = None, check_crc: bool = True) -> bytes | None:
     """The member's bytes (at most ``limit`` of them), or None after adding an unscannable finding."""
     where = f"{location}:{member.name}"
     if member.flags & ENCRYPTION_FLAGS:
@@ -167,10 +167,8 @@ def read_member(ctx: ScanContext, data: Any, member: ZipMember, location: str, *
     cap = ctx.limits.max_decompressed_bytes
     want = member.size if limit is None else min(member.size, limit)
     if member.method == 0:
-        raw = memoryview(data)[start:start + min(want, member.compressed_size)] if isinstance(data, bytes) \
-            else data[start:start + min(want, member.compressed_size)]
-        ctx.bytes_read += len(raw)
-        out: bytes | memoryview = raw
+        out: bytes = bytes(data[start:start + min(want, member.compressed_size)])
+        ctx.bytes_read += len(out)
     elif member.method in (8, 12, 14):
         if member.size > cap or (member.compressed_size and member.size / member.compressed_size >
                                  ctx.limits.max_compression_ratio and member.size > 10 * 2**20):
@@ -265,32 +263,33 @@ def decompress_stream(ctx: ScanContext, data: Any, kind: str, location: str) -> 
 def scan_tar(ctx: ScanContext, data: Any, location: str, depth: int) -> None:
     """Scan every regular member of a tar archive; links and devices are reported, never followed."""
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r:")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        ctx.unscannable(location, f"tar archive does not open: {exc}")
-        return
-    count = 0
-    try:
-        for info in archive:
-            count += 1
-            if count > ctx.limits.max_members:
-                ctx.limit(location, f"more than {ctx.limits.max_members} tar members")
-                break
-            where = f"{location}:{info.name}"
-            parts = info.name.split("/")
-            if info.name.startswith("/") or ".." in parts:
-                ctx.add(rules.ZIP_PATH, f"tar member name {info.name!r} is absolute or climbs out", where,
-                        {"member": info.name})
-            if info.isdir():
-                continue
-            if not info.isfile():
-                ctx.unscannable(where, "tar member is a link or device, not followed", member=info.name)
-                continue
-            handle = archive.extractfile(info)
-            if handle is None:
-                ctx.unscannable(where, "tar member has no data", member=info.name)
-                continue
-            ctx.members += 1
-            ctx.scan_nested(handle.read(), where, depth + 1, info.name)
+        with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r:") as archive:
+            _scan_tar_members(ctx, archive, location, depth)
     except (tarfile.TarError, OSError, EOFError) as exc:
         ctx.unscannable(location, f"tar archive is broken: {exc}")
+
+
+def _scan_tar_members(ctx: ScanContext, archive: tarfile.TarFile, location: str, depth: int) -> None:
+    count = 0
+    for info in archive:
+        count += 1
+        if count > ctx.limits.max_members:
+            ctx.limit(location, f"more than {ctx.limits.max_members} tar members")
+            break
+        where = f"{location}:{info.name}"
+        parts = info.name.split("/")
+        if info.name.startswith("/") or ".." in parts:
+            ctx.add(rules.ZIP_PATH, f"tar member name {info.name!r} is absolute or climbs out", where,
+                    {"member": info.name})
+        if info.isdir():
+            continue
+        if not info.isfile():
+            ctx.unscannable(where, "tar member is a link or device, not followed", member=info.name)
+            continue
+        handle = archive.extractfile(info)
+        if handle is None:
+            ctx.unscannable(where, "tar member has no data", member=info.name)
+            continue
+        ctx.members += 1
+        ctx.bytes_read += 512
+        ctx.scan_nested(handle.read(), where, depth + 1, info.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from pytest_aisp.scan.pickles import TORCH_LEGACY_MAGIC, looks_like_pickle, probe_pickle
+from pytest_aisp.scan.pickles import PICKLE_OPCODES, TORCH_LEGACY_MAGIC, looks_like_pickle, probe_pickle
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # What each file name extension claims, to flag content that is something else.
@@ -68,7 +68,7 @@ def detect_format(data: Any, name: str = "") -> str:
     stripped = head.lstrip()
     if stripped[:1] in (b"{", b"[") and _is_text(head):
         return "json"
-    if head[:1] in b"(cI]}lSV\x80KJNG" and _parses_as_pickle(data):
+    if head[0] in PICKLE_OPCODES and _parses_as_pickle(data):
         return "pickle"
     if _is_text(head):
         return "text"
@@ -93,5 +93,5 @@ def _is_text(head: bytes) -> bool:
 
 
 def _parses_as_pickle(data: Any) -> bool:
-    report = probe_pickle(data, 0, min(len(data), 1 << 20))
+    report = probe_pickle(data, 0, len(data))
     return report.complete or bool(report.globals)

@@ -42,6 +42,12 @@ class FileResult:
     size: int
     members: int
     duration_s: float
+    fail_on: Severity = Severity.MEDIUM
+
+    @property
+    def ok(self) -> bool:
+        """True when no finding of this file reaches ``fail_on``."""
+        return all(f.severity < self.fail_on for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "format": self.format, "bytes_read": self.bytes_read, "size": self.size,
@@ -205,7 +211,8 @@ def scan_file(path: Path, policy: ScanPolicy, *, raw_tensor_data: bool = False) 
     except BufferError:  # a view of the mapping outlived the scan: the findings are still complete
         pass
     return FileResult(path=location, format=fmt, findings=tuple(ctx.findings), bytes_read=ctx.bytes_read,
-                      size=size, members=ctx.members, duration_s=time.perf_counter() - started)
+                      size=size, members=ctx.members, duration_s=time.perf_counter() - started,
+                      fail_on=policy.fail_on)
 
 
 def _scan_whole(ctx: ScanContext, path: Path, location: str) -> str:
@@ -216,12 +223,14 @@ def _scan_whole(ctx: ScanContext, path: Path, location: str) -> str:
 def scan_bytes(data: bytes, name: str = "<bytes>", *, policy: PolicyLike = None) -> FileResult:
     """Scan an in-memory artifact (an upload, a blob from a store) named ``name``."""
     started = time.perf_counter()
-    ctx = ScanContext(path=Path(name), policy=coerce_policy(policy), nested=_scan_data)
+    the_policy = coerce_policy(policy)
+    ctx = ScanContext(path=Path(name), policy=the_policy, nested=_scan_data)
     fmt = _scan_data(ctx, data, name, 0, name) if data else "empty"
     if not data:
         ctx.unscannable(name, "empty file")
     return FileResult(path=name, format=fmt, findings=tuple(ctx.findings), bytes_read=ctx.bytes_read,
-                      size=len(data), members=ctx.members, duration_s=time.perf_counter() - started)
+                      size=len(data), members=ctx.members, duration_s=time.perf_counter() - started,
+                      fail_on=the_policy.fail_on)
 
 
 def _scan_data(ctx: ScanContext, data: Any, location: str, depth: int, name: str) -> str:

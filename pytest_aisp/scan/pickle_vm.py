@@ -12,7 +12,6 @@ from __future__ import annotations
 import _compat_pickle
 import codecs
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,7 +225,7 @@ class PickleMachine:
 
     # The loop is long on purpose: one function with local names is several times faster in CPython
     # than a dispatch table of methods, and a million-object pickle goes through it millions of times.
-    def _run(self, report: StreamReport, pos: int, end: int) -> None:  # noqa: C901
+    def _run(self, report: StreamReport, pos: int, end: int) -> None:
         data = self.data
         stack: list[Any] = []
         metastack: list[list[Any]] = []
@@ -274,7 +273,8 @@ class PickleMachine:
             calls.append(CallSite(func, args, at, opcode))
             return Call(func, args, at, opcode)
 
-        read_str: Callable[[int, int], str] = lambda a, b: bytes(data[a:b]).decode("utf-8", "surrogatepass")
+        def read_str(a: int, b: int) -> str:
+            return bytes(data[a:b]).decode("utf-8", "surrogatepass")
         while True:
             if pos >= end:
                 raise PickleError("pickle data was truncated (no STOP)", pos)
