@@ -122,7 +122,9 @@ def scan_artifact(path_or_paths: str | os.PathLike[str] | Sequence[str | os.Path
     if not raw:
         raise AispError("scan_artifact needs at least one path")
     files = _iter_files([Path(p) for p in raw])
-    external = _onnx_external_files(files)
+    # ONNX models beside the scanned files may name some of them as external tensor data
+    siblings = {p for f in files if f.parent.is_dir() for p in f.parent.glob("*.onnx")}
+    external = _onnx_external_files(sorted(set(files) | siblings))
     results = tuple(scan_file(path, the_policy, raw_tensor_data=_resolved(path) in external) for path in files)
     result = ScanResult(files=results, duration_s=time.perf_counter() - started, fail_on=threshold)
     record_findings(result.findings)
