@@ -278,9 +278,10 @@ class PickleMachine:
         while True:
             if pos >= end:
                 raise PickleError("pickle data was truncated (no STOP)", pos)
-            if frame_end >= 0 and pos > frame_end:
-                report.frame_overruns.append(pos)
-                frame_end = -1
+            if frame_end >= 0 and pos >= frame_end:
+                if pos > frame_end:  # the previous opcode started inside the frame and ended outside it
+                    report.frame_overruns.append(pos)
+                frame_end = -1  # opcodes between frames are legal (protocol 5 writes large bytes there)
             at = pos
             op = data[pos]
             pos += 1

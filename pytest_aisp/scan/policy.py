@@ -200,7 +200,7 @@ def judge_global(module: str, name: str, policy: ScanPolicy) -> GlobalVerdict:
     for prefix in top:
         if prefix in DANGEROUS_MODULES:
             return GlobalVerdict("dangerous", f"{full} lives in {prefix}, which runs code or touches files")
-    traversed = name.split(".")[1:] if "." in name else []
+    traversed = name.split(".") if "." in name else []  # attributes looked up one after the other
     for segment in [*traversed, parts[-1]]:
         if segment in DANGEROUS_ATTRIBUTES:
             return GlobalVerdict("dangerous", f"{full} reaches {segment!r}, which runs code or touches files")

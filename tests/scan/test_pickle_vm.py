@@ -79,6 +79,11 @@ def test_frame_exactly_as_written_is_not_an_overrun() -> None:
     assert scan_bytes(data, "big.pkl").findings == ()
 
 
+def test_large_bytes_between_frames_are_not_an_overrun() -> None:
+    data = pickle.dumps({"blob": b"x" * 300_000, "rest": list(range(50_000))}, protocol=5)
+    assert scan_bytes(data, "big5.pkl").findings == ()
+
+
 def test_invalid_opcode_reports_offset() -> None:
     result = scan_bytes(b"\x80\x04N\xfe", "bad.pkl")
     (finding,) = result.findings
