@@ -54,8 +54,9 @@ def _run(command: list[str]) -> tuple[float, float]:
 
 
 def _ours_cli(path: Path) -> list[str]:
-    return [sys.executable, "-c", "import sys; sys.path.insert(0, %r); from pytest_aisp.cli import main; "
-            "sys.exit(main(['scan', %r]))" % (str(ROOT), str(path))]
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from pytest_aisp.cli import main; "
+            f"sys.exit(main(['scan', {str(path)!r}]))")
+    return [sys.executable, "-c", code]
 
 
 def _in_process_modelscan(path: Path) -> tuple[float, dict]:
@@ -66,7 +67,7 @@ def _in_process_modelscan(path: Path) -> tuple[float, dict]:
     return time.perf_counter() - started, report
 
 
-def _best(fn, repeat: int = 3) -> float:  # noqa: ANN001
+def _best(fn, repeat: int = 3) -> float:
     return min(fn() for _ in range(repeat))
 
 

@@ -31,6 +31,6 @@ def test_checkpoint_loads_without_running_code(release_dir: Path) -> None:
 
 @pytest.mark.aisp
 def test_untrusted_download_is_refused(untrusted_download: Path) -> None:
-    with pytest.raises(UnsafeArtifact, match="random._os.system"):
+    with pytest.raises(UnsafeArtifact, match=r"random\._os\.system"):
         assert_safe_artifact(untrusted_download)
     assert not list(untrusted_download.parent.glob("*.marker"))
