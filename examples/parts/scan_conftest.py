@@ -12,7 +12,7 @@ SCAN_FIXTURES = next(p / "fixtures" / "scan" for p in Path(__file__).resolve().p
 
 
 @pytest.fixture(scope="session")
-def release_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def scan_release_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model release as a team ships it: a torch checkpoint, safetensors weights and an ONNX export."""
     import numpy as np
     import torch
@@ -30,7 +30,7 @@ def release_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def untrusted_download(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def scan_untrusted_download(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A file from an untrusted hub: a pickle whose payload would only create a marker file."""
     sys.path.insert(0, str(SCAN_FIXTURES))
     import make_corpus

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "default_policy": "policy",
     "load_model_safely": "loader",
     "LoadedModel": "loader",
+    "model_from_settings": "loader",
     "RULES": "rules",
 }
 

@@ -115,3 +115,14 @@ def _load(path: Path, kind: str, device: str) -> tuple[Any, str]:
                 return pickle.load(handle), "pickle.load (scan-gated)"
     raise AispError(f"{path} is {kind}: there is no loader for it that cannot run code; "
                     "use a torch, safetensors, ONNX, numpy, Keras or joblib file")
+
+
+def model_from_settings(settings: Any, *, device: str = "cpu") -> LoadedModel:
+    """``load_model_safely`` for the ``aisp_model`` fixture: ``--aisp-model`` with ``[tool.aisp.scan]``
+    as the policy and ``--aisp-fail-on`` as the threshold."""
+    path = settings.resolve(settings.model)
+    if path is None:
+        raise AispError("no model configured: set --aisp-model or [tool.aisp] model")
+    section = settings.section("scan")
+    return load_model_safely(path, device=device, policy=dict(section) if section else None,
+                             fail_on=settings.fail_on)

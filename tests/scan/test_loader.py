@@ -76,3 +76,16 @@ def test_cli_end_to_end_in_a_subprocess(corpus_dir: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "pytest_aisp.cli", "scan", "--fail-on", "severe", "x"],
                          capture_output=True, text=True, timeout=120, cwd=root, env={"PYTHONPATH": str(root)})
     assert bad.returncode == 2 and "severity" in bad.stderr
+
+
+def test_model_from_settings_uses_the_scan_section(corpus_dir: Path) -> None:
+    from pytest_aisp.config import Settings
+    from pytest_aisp.scan import model_from_settings
+
+    settings = Settings(rootdir=corpus_dir, model=Path("benign/benign_model.safetensors"),
+                        tool={"scan": {"allow": ["mypkg.Model"]}})
+    loaded = model_from_settings(settings)
+    assert loaded.format == "safetensors" and set(loaded.model) == {"w", "b"}
+    bad = Settings(rootdir=corpus_dir, model=Path("malicious/mal_torch_zip.pt"))
+    with pytest.raises(UnsafeArtifact):
+        model_from_settings(bad)
