@@ -71,6 +71,14 @@ def _best(fn, repeat: int = 3) -> float:
     return min(fn() for _ in range(repeat))
 
 
+class Lines(list):
+    """Report lines, printed as they come (a full run takes minutes)."""
+
+    def append(self, line: str) -> None:  # type: ignore[override]
+        print(line, flush=True)
+        super().append(line)
+
+
 def row(label: str, ours: float, anchor: float | None, unit: str = "s") -> str:
     ratio = f"{anchor / ours:8.2f}x" if anchor and ours else "     n/a"
     anchor_text = f"{anchor:10.3f}" if anchor is not None else "       n/a"
@@ -166,14 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (under 2 minutes)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    lines = [f"{'row':<52} {'ours':>10} {'modelscan':>10}  {'ratio':>9}  unit",
-             "ratio = modelscan / ours for times and memory (above 1: ours is better); counts side by side"]
+    lines: list[str] = Lines()
+    lines.append(f"{'row':<52} {'ours':>10} {'modelscan':>10}  {'ratio':>9}  unit")
+    lines.append("ratio = modelscan / ours for times and memory (above 1: ours is better); counts side by side")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         bench_checkpoint(tmp, 64 if args.quick else 1024, lines)
         bench_million(tmp, 100_000 if args.quick else 1_000_000, lines)
         bench_corpus(tmp, lines)
-    print("\n".join(lines))
     print(json.dumps({"quick": args.quick, "modelscan": _modelscan_available()}))
     return 0
 

@@ -20,6 +20,8 @@ from pytest_aisp.scan.detect import EXTENSION_CLAIMS, TEXT_EXTENSIONS, detect_fo
 from pytest_aisp.scan.pickles import TORCH_LEGACY_STREAMS, looks_like_pickle, scan_pickle
 from pytest_aisp.scan.policy import ScanPolicy, coerce_policy
 
+# Pickle files up to this size are copied into memory before the scan (faster than the mapping).
+IN_MEMORY_PICKLE_BYTES = 512 * 2**20
 PolicyLike = ScanPolicy | Mapping[str, Any] | str | Path | None
 # TorchScript code may call these operator namespaces without a custom library.
 TORCHSCRIPT_NAMESPACES = frozenset({"aten", "prim", "quantized", "_quantized", "profiler", "_caffe2", "cuda",
@@ -121,11 +123,7 @@ def scan_artifact(path_or_paths: str | os.PathLike[str] | Sequence[str | os.Path
     raw = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
     if not raw:
         raise AispError("scan_artifact needs at least one path")
-    files = _iter_files([Path(p) for p in raw])
-    # ONNX models beside the scanned files may name some of them as external tensor data
-    siblings = {p for f in files if f.parent.is_dir() for p in f.parent.glob("*.onnx")}
-    external = _onnx_external_files(sorted(set(files) | siblings))
-    results = tuple(scan_file(path, the_policy, raw_tensor_data=_resolved(path) in external) for path in files)
+    results = tuple(_scan_one(path, the_policy) for path in _iter_files([Path(p) for p in raw]))
     result = ScanResult(files=results, duration_s=time.perf_counter() - started, fail_on=threshold)
     record_findings(result.findings)
     record_metric("scan_files", len(results))
@@ -159,6 +157,17 @@ def _resolved(path: Path) -> Path | None:
         return path.resolve()
     except (OSError, RuntimeError):
         return None
+
+
+def _scan_one(path: Path, policy: ScanPolicy) -> FileResult:
+    result = scan_file(path, policy)
+    if result.format == "unknown":
+        # an ONNX model beside it (or one folder up) may name it as its external tensor data
+        folders = [path.parent, path.parent.parent]
+        models = [m for folder in folders if folder.is_dir() for m in sorted(folder.glob("*.onnx"))[:50]]
+        if _resolved(path) in _onnx_external_files(models):
+            result = scan_file(path, policy, raw_tensor_data=True)
+    return result
 
 
 def _onnx_external_files(files: list[Path]) -> set[Path]:
@@ -255,6 +264,8 @@ def _scan_data(ctx: ScanContext, data: Any, location: str, depth: int, name: str
 
 def _dispatch(ctx: ScanContext, data: Any, location: str, depth: int, name: str, fmt: str) -> None:
     if fmt in ("pickle", "torch-legacy"):
+        if isinstance(data, mmap.mmap) and len(data) <= IN_MEMORY_PICKLE_BYTES:
+            data = data[:]  # every byte of a pickle is read anyway, and bytes index faster than a mapping
         scan_pickle(ctx, data, location, depth=depth,
                     streams_expected=TORCH_LEGACY_STREAMS if fmt == "torch-legacy" else None)
         if archives.has_zip_directory(data):

@@ -218,7 +218,8 @@ class PickleMachine:
         except PickleError as exc:
             report.error = str(exc)
             report.error_offset = exc.offset
-        except (ValueError, OverflowError, IndexError, struct.error, RecursionError, MemoryError) as exc:
+        except (ValueError, OverflowError, IndexError, KeyError, TypeError, struct.error, RecursionError,
+                MemoryError) as exc:
             report.error = f"{type(exc).__name__}: {exc}"
             report.error_offset = report.end
         return report
@@ -273,344 +274,358 @@ class PickleMachine:
             calls.append(CallSite(func, args, at, opcode))
             return Call(func, args, at, opcode)
 
-        def read_str(a: int, b: int) -> str:
-            return bytes(data[a:b]).decode("utf-8", "surrogatepass")
-        while True:
-            if pos >= end:
-                raise PickleError("pickle data was truncated (no STOP)", pos)
-            if frame_end >= 0 and pos >= frame_end:
-                if pos > frame_end:  # the previous opcode started inside the frame and ended outside it
-                    report.frame_overruns.append(pos)
-                frame_end = -1  # opcodes between frames are legal (protocol 5 writes large bytes there)
-            at = pos
-            op = data[pos]
-            pos += 1
-            opcodes += 1
-            # --- most frequent opcodes first -------------------------------------------------
-            if op == 0x94:  # MEMOIZE
-                if len(memo) >= max_memo:
-                    raise LimitExceeded("memo larger than the limit", at)
-                memo[len(memo)] = top(at)
-            elif op == 0x8C:  # SHORT_BINUNICODE
-                need(1, pos)
-                n = data[pos]
-                need(n, pos + 1)
-                stack.append(read_str(pos + 1, pos + 1 + n))
-                pos += 1 + n
-            elif op == 0x71:  # BINPUT q
-                need(1, pos)
-                if len(memo) >= max_memo:
-                    raise LimitExceeded("memo larger than the limit", at)
-                memo[data[pos]] = top(at)
+        at = pos
+        try:
+            while True:
+                if pos >= end:
+                    report.end, report.opcodes = pos, opcodes
+                    raise PickleError("pickle data was truncated (no STOP)", pos)
+                if frame_end >= 0 and pos >= frame_end:
+                    if pos > frame_end:  # the previous opcode started inside the frame and ended outside it
+                        report.frame_overruns.append(pos)
+                    frame_end = -1  # opcodes between frames are legal (protocol 5 writes large bytes there)
+                at = pos
+                op = data[pos]
                 pos += 1
-            elif op == 0x68:  # BINGET h
-                need(1, pos)
-                idx = data[pos]
-                if idx not in memo:
-                    raise PickleError(f"memo value not found at index {idx}", at)
-                stack.append(memo[idx])
-                pos += 1
-            elif op == 0x4B:  # BININT1 K
-                need(1, pos)
-                stack.append(data[pos])
-                pos += 1
-            elif op == 0x4A:  # BININT J
-                need(4, pos)
-                stack.append(_I4(data, pos)[0])
-                pos += 4
-            elif op == 0x4D:  # BININT2 M
-                need(2, pos)
-                stack.append(_U2(data, pos)[0])
-                pos += 2
-            elif op == 0x28:  # MARK (
-                metastack.append(stack)
-                stack = []
-            elif op == 0x75:  # SETITEMS u
-                items = pop_mark(at)
-                target = top(at)
-                if len(items) % 2:
-                    raise PickleError("odd number of items for SETITEMS", at)
-                if isinstance(target, Container):
-                    if len(target.items) < KEEP_ITEMS:
-                        target.extend([(items[i], items[i + 1]) for i in range(0, len(items), 2)])
-                    else:
-                        target.count += len(items) // 2
-            elif op == 0x65:  # APPENDS e
-                items = pop_mark(at)
-                target = top(at)
-                if isinstance(target, Container):
-                    target.extend(items)
-            elif op == 0x58:  # BINUNICODE X
-                need(4, pos)
-                n = _U4(data, pos)[0]
-                need(n, pos + 4)
-                stack.append(read_str(pos + 4, pos + 4 + n))
-                pos += 4 + n
-            elif op == 0x47:  # BINFLOAT G
-                need(8, pos)
-                stack.append(_F8(data, pos)[0])
-                pos += 8
-            elif op == 0x4E:  # NONE N
-                stack.append(None)
-            elif op == 0x88:  # NEWTRUE
-                stack.append(True)
-            elif op == 0x89:  # NEWFALSE
-                stack.append(False)
-            elif op == 0x85:  # TUPLE1
-                stack.append((pop(at),))
-            elif op == 0x86:  # TUPLE2
-                b = pop(at)
-                a = pop(at)
-                stack.append((a, b))
-            elif op == 0x87:  # TUPLE3
-                c = pop(at)
-                b = pop(at)
-                a = pop(at)
-                stack.append((a, b, c))
-            elif op == 0x29:  # EMPTY_TUPLE )
-                stack.append(())
-            elif op == 0x74:  # TUPLE t
-                items = pop_mark(at)
-                stack.append(tuple(items))
-            elif op == 0x5D:  # EMPTY_LIST ]
-                stack.append(Container("list"))
-            elif op == 0x7D:  # EMPTY_DICT }
-                stack.append(Container("dict"))
-            elif op == 0x72:  # LONG_BINPUT r
-                need(4, pos)
-                if len(memo) >= max_memo:
-                    raise LimitExceeded("memo larger than the limit", at)
-                memo[_U4(data, pos)[0]] = top(at)
-                pos += 4
-            elif op == 0x6A:  # LONG_BINGET j
-                need(4, pos)
-                idx = _U4(data, pos)[0]
-                if idx not in memo:
-                    raise PickleError(f"memo value not found at index {idx}", at)
-                stack.append(memo[idx])
-                pos += 4
-            elif op == 0x43:  # SHORT_BINBYTES C
-                need(1, pos)
-                n = data[pos]
-                need(n, pos + 1)
-                stack.append(Blob(pos + 1, pos + 1 + n))
-                pos += 1 + n
-            elif op in (0x42, 0x8E, 0x96):  # BINBYTES B, BINBYTES8, BYTEARRAY8
-                width = 4 if op == 0x42 else 8
-                need(width, pos)
-                n = _U4(data, pos)[0] if width == 4 else _U8(data, pos)[0]
-                need(n, pos + width)
-                stack.append(Blob(pos + width, pos + width + n))
-                pos += width + n
-            elif op == 0x52:  # REDUCE R
-                args = pop(at)
-                func = top(at)
-                stack[-1] = call(func, args, at, "REDUCE")
-            elif op == 0x62:  # BUILD b
-                state = pop(at)
-                inst = top(at)
-                if isinstance(inst, Call):
-                    inst.state = state
-                    if (self.joblib and isinstance(inst.func, GlobalRef) and inst.func.full in JOBLIB_WRAPPERS):
-                        pos = self._skip_joblib_array(inst, pos, end, report)
-                        frame_end = -1  # joblib ends the frame before writing array bytes
-                elif isinstance(inst, GlobalRef):
-                    calls.append(CallSite(inst, state, at, "BUILD"))
-            elif op == 0x81:  # NEWOBJ
-                args = pop(at)
-                cls = pop(at)
-                stack.append(call(cls, args, at, "NEWOBJ"))
-            elif op == 0x92:  # NEWOBJ_EX
-                kwargs = pop(at)
-                args = pop(at)
-                cls = pop(at)
-                stack.append(call(cls, (args, kwargs), at, "NEWOBJ_EX"))
-            elif op == 0x93:  # STACK_GLOBAL
-                name = pop(at)
-                module = pop(at)
-                if isinstance(module, str) and isinstance(name, str):
-                    stack.append(add_global(module, name, at, "STACK_GLOBAL"))
-                else:
-                    report.dynamic_globals.append((at, f"{_describe(module)} . {_describe(name)}"))
-                    stack.append(UNKNOWN)
-            elif op == 0x63:  # GLOBAL c
-                raw_module, pos = _line(data, pos, end)
-                raw_name, pos = _line(data, pos, end)
-                stack.append(add_global(_decode_line_str(raw_module, at), _decode_line_str(raw_name, at),
-                                        at, "GLOBAL"))
-            elif op == 0x69:  # INST i
-                raw_module, pos = _line(data, pos, end)
-                raw_name, pos = _line(data, pos, end)
-                cls = add_global(_decode_line_str(raw_module, at), _decode_line_str(raw_name, at), at, "INST")
-                args = tuple(pop_mark(at))
-                stack.append(call(cls, args, at, "INST"))
-            elif op == 0x6F:  # OBJ o
-                items = pop_mark(at)
-                if not items:
-                    raise PickleError("OBJ without a class", at)
-                stack.append(call(items[0], tuple(items[1:]), at, "OBJ"))
-            elif op == 0x80:  # PROTO
-                need(1, pos)
-                proto = data[pos]
-                if proto > HIGHEST_PROTOCOL:
-                    raise PickleError(f"unsupported pickle protocol: {proto}", at)
-                report.protocol = max(report.protocol, proto)
-                pos += 1
-            elif op == 0x95:  # FRAME
-                need(8, pos)
-                size = _U8(data, pos)[0]
-                pos += 8
-                need(size, pos)  # the C unpickler only checks the frame is all there ...
-                frame_end = pos + size  # ... and reads on across its end; we note where it does
-            elif op == 0x2E:  # STOP .
-                pop(at)
-                report.complete = True
-                report.end = pos
-                report.opcodes = opcodes
-                return
-            elif op == 0x30:  # POP 0
-                if stack:
-                    stack.pop()
-                else:
-                    pop_mark(at)
-            elif op == 0x31:  # POP_MARK 1
-                pop_mark(at)
-            elif op == 0x32:  # DUP 2
-                stack.append(top(at))
-            elif op == 0x61:  # APPEND a
-                value = pop(at)
-                target = top(at)
-                if isinstance(target, Container):
-                    target.extend([value])
-            elif op == 0x73:  # SETITEM s
-                value = pop(at)
-                key = pop(at)
-                target = top(at)
-                if isinstance(target, Container):
-                    target.extend([(key, value)])
-            elif op == 0x64:  # DICT d
-                items = pop_mark(at)
-                stack.append(Container("dict", [(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]))
-            elif op == 0x6C:  # LIST l
-                items = pop_mark(at)
-                stack.append(Container("list", items))
-            elif op == 0x8F:  # EMPTY_SET
-                stack.append(Container("set"))
-            elif op == 0x90:  # ADDITEMS
-                items = pop_mark(at)
-                target = top(at)
-                if isinstance(target, Container):
-                    target.extend(items)
-            elif op == 0x91:  # FROZENSET
-                items = pop_mark(at)
-                stack.append(Container("frozenset", items))
-            elif op == 0x8D:  # BINUNICODE8
-                need(8, pos)
-                n = _U8(data, pos)[0]
-                need(n, pos + 8)
-                stack.append(read_str(pos + 8, pos + 8 + n))
-                pos += 8 + n
-            elif op == 0x55:  # SHORT_BINSTRING U
-                need(1, pos)
-                n = data[pos]
-                need(n, pos + 1)
-                stack.append(bytes(data[pos + 1:pos + 1 + n]).decode("latin-1"))
-                pos += 1 + n
-            elif op == 0x54:  # BINSTRING T
-                need(4, pos)
-                n = _I4(data, pos)[0]
-                if n < 0:
-                    raise PickleError("BINSTRING pickle has negative byte count", at)
-                need(n, pos + 4)
-                stack.append(bytes(data[pos + 4:pos + 4 + n]).decode("latin-1"))
-                pos += 4 + n
-            elif op == 0x8A:  # LONG1
-                need(1, pos)
-                n = data[pos]
-                need(n, pos + 1)
-                stack.append(int.from_bytes(data[pos + 1:pos + 1 + n], "little", signed=True))
-                pos += 1 + n
-            elif op == 0x8B:  # LONG4
-                need(4, pos)
-                n = _I4(data, pos)[0]
-                if n < 0:
-                    raise PickleError("LONG pickle has negative byte count", at)
-                need(n, pos + 4)
-                stack.append(int.from_bytes(data[pos + 4:pos + 4 + n], "little", signed=True)
-                             if n <= 64 else UNKNOWN)
-                pos += 4 + n
-            elif op in (0x49, 0x4C):  # INT I, LONG L
-                raw, pos = _line(data, pos, end)
-                text = raw.decode("ascii", "replace").rstrip("L")
-                if raw == b"00":
-                    stack.append(False)
-                elif raw == b"01":
-                    stack.append(True)
-                elif len(text) > 64:
-                    stack.append(UNKNOWN)  # int() of a huge decimal string is quadratic: do not parse it
-                else:
-                    try:
-                        stack.append(int(text))
-                    except ValueError:
-                        raise PickleError("invalid literal for INT/LONG", at) from None
-            elif op == 0x46:  # FLOAT F
-                raw, pos = _line(data, pos, end)
-                try:
-                    stack.append(float(raw))
-                except ValueError:
-                    raise PickleError("invalid literal for FLOAT", at) from None
-            elif op == 0x53:  # STRING S
-                raw, pos = _line(data, pos, end)
-                if len(raw) >= 2 and raw[0] == raw[-1] and raw[:1] in (b"'", b'"'):
-                    raw = raw[1:-1]
-                else:
-                    raise PickleError("the STRING opcode argument must be quoted", at)
-                stack.append(codecs.escape_decode(raw)[0].decode("latin-1"))
-            elif op == 0x56:  # UNICODE V
-                raw, pos = _line(data, pos, end)
-                stack.append(raw.decode("raw-unicode-escape"))
-            elif op in (0x67, 0x70):  # GET g, PUT p
-                raw, pos = _line(data, pos, end)
-                try:
-                    idx = int(raw)
-                except ValueError:
-                    raise PickleError("invalid memo index", at) from None
-                if op == 0x67:
+                opcodes += 1
+                if not opcodes & 0x3FF:
+                    report.end, report.opcodes = at, opcodes
+                    if len(stack) > max_stack or len(metastack) > max_stack:
+                        raise LimitExceeded("stack deeper than the limit", at)
+                # --- most frequent opcodes first, checks inlined: this loop runs millions of times --
+                if op == 0x94:  # MEMOIZE
+                    if not stack:
+                        raise PickleError("unpickling stack underflow", at)
+                    n = len(memo)
+                    if n >= max_memo:
+                        raise LimitExceeded("memo larger than the limit", at)
+                    memo[n] = stack[-1]
+                elif op == 0x8C:  # SHORT_BINUNICODE
+                    if pos >= end:
+                        raise PickleError("pickle data was truncated", pos)
+                    n = data[pos]
+                    pos += 1 + n
+                    if pos > end:
+                        raise PickleError("pickle data was truncated", at + 2)
+                    stack.append(str(data[pos - n:pos], "utf-8", "surrogatepass"))
+                elif op == 0x71:  # BINPUT q
+                    need(1, pos)
+                    if len(memo) >= max_memo:
+                        raise LimitExceeded("memo larger than the limit", at)
+                    memo[data[pos]] = top(at)
+                    pos += 1
+                elif op == 0x68:  # BINGET h
+                    need(1, pos)
+                    idx = data[pos]
                     if idx not in memo:
                         raise PickleError(f"memo value not found at index {idx}", at)
                     stack.append(memo[idx])
-                else:
-                    if idx < 0:
-                        raise PickleError("negative PUT argument", at)
+                    pos += 1
+                elif op == 0x4B:  # BININT1 K
+                    if pos >= end:
+                        raise PickleError("pickle data was truncated", pos)
+                    stack.append(data[pos])
+                    pos += 1
+                elif op == 0x4A:  # BININT J
+                    if pos + 4 > end:
+                        raise PickleError("pickle data was truncated", pos)
+                    stack.append(_I4(data, pos)[0])
+                    pos += 4
+                elif op == 0x4D:  # BININT2 M
+                    need(2, pos)
+                    stack.append(_U2(data, pos)[0])
+                    pos += 2
+                elif op == 0x28:  # MARK (
+                    metastack.append(stack)
+                    stack = []
+                    if len(metastack) > max_stack:
+                        raise LimitExceeded("too many nested MARKs", at)
+                elif op == 0x75:  # SETITEMS u
+                    items = pop_mark(at)
+                    target = top(at)
+                    if len(items) % 2:
+                        raise PickleError("odd number of items for SETITEMS", at)
+                    if isinstance(target, Container):
+                        if len(target.items) < KEEP_ITEMS:
+                            target.extend([(items[i], items[i + 1]) for i in range(0, len(items), 2)])
+                        else:
+                            target.count += len(items) // 2
+                elif op == 0x65:  # APPENDS e
+                    items = pop_mark(at)
+                    target = top(at)
+                    if isinstance(target, Container):
+                        target.extend(items)
+                elif op == 0x58:  # BINUNICODE X
+                    need(4, pos)
+                    n = _U4(data, pos)[0]
+                    need(n, pos + 4)
+                    stack.append(str(data[pos + 4:pos + 4 + n], "utf-8", "surrogatepass"))
+                    pos += 4 + n
+                elif op == 0x47:  # BINFLOAT G
+                    if pos + 8 > end:
+                        raise PickleError("pickle data was truncated", pos)
+                    stack.append(_F8(data, pos)[0])
+                    pos += 8
+                elif op == 0x4E:  # NONE N
+                    stack.append(None)
+                elif op == 0x88:  # NEWTRUE
+                    stack.append(True)
+                elif op == 0x89:  # NEWFALSE
+                    stack.append(False)
+                elif op == 0x85:  # TUPLE1
+                    stack.append((pop(at),))
+                elif op == 0x86:  # TUPLE2
+                    b = pop(at)
+                    a = pop(at)
+                    stack.append((a, b))
+                elif op == 0x87:  # TUPLE3
+                    c = pop(at)
+                    b = pop(at)
+                    a = pop(at)
+                    stack.append((a, b, c))
+                elif op == 0x29:  # EMPTY_TUPLE )
+                    stack.append(())
+                elif op == 0x74:  # TUPLE t
+                    items = pop_mark(at)
+                    stack.append(tuple(items))
+                elif op == 0x5D:  # EMPTY_LIST ]
+                    stack.append(Container("list"))
+                elif op == 0x7D:  # EMPTY_DICT }
+                    stack.append(Container("dict"))
+                elif op == 0x72:  # LONG_BINPUT r
+                    need(4, pos)
                     if len(memo) >= max_memo:
                         raise LimitExceeded("memo larger than the limit", at)
-                    memo[idx] = top(at)
-            elif op in (0x50, 0x51):  # PERSID P, BINPERSID Q
-                if op == 0x50:
-                    _, pos = _line(data, pos, end)
-                else:
+                    memo[_U4(data, pos)[0]] = top(at)
+                    pos += 4
+                elif op == 0x6A:  # LONG_BINGET j
+                    need(4, pos)
+                    idx = _U4(data, pos)[0]
+                    if idx not in memo:
+                        raise PickleError(f"memo value not found at index {idx}", at)
+                    stack.append(memo[idx])
+                    pos += 4
+                elif op == 0x43:  # SHORT_BINBYTES C
+                    need(1, pos)
+                    n = data[pos]
+                    need(n, pos + 1)
+                    stack.append(Blob(pos + 1, pos + 1 + n))
+                    pos += 1 + n
+                elif op in (0x42, 0x8E, 0x96):  # BINBYTES B, BINBYTES8, BYTEARRAY8
+                    width = 4 if op == 0x42 else 8
+                    need(width, pos)
+                    n = _U4(data, pos)[0] if width == 4 else _U8(data, pos)[0]
+                    need(n, pos + width)
+                    stack.append(Blob(pos + width, pos + width + n))
+                    pos += width + n
+                elif op == 0x52:  # REDUCE R
+                    args = pop(at)
+                    func = top(at)
+                    stack[-1] = call(func, args, at, "REDUCE")
+                elif op == 0x62:  # BUILD b
+                    state = pop(at)
+                    inst = top(at)
+                    if isinstance(inst, Call):
+                        inst.state = state
+                        if (self.joblib and isinstance(inst.func, GlobalRef) and inst.func.full in JOBLIB_WRAPPERS):
+                            pos = self._skip_joblib_array(inst, pos, end, report)
+                            frame_end = -1  # joblib ends the frame before writing array bytes
+                    elif isinstance(inst, GlobalRef):
+                        calls.append(CallSite(inst, state, at, "BUILD"))
+                elif op == 0x81:  # NEWOBJ
+                    args = pop(at)
+                    cls = pop(at)
+                    stack.append(call(cls, args, at, "NEWOBJ"))
+                elif op == 0x92:  # NEWOBJ_EX
+                    kwargs = pop(at)
+                    args = pop(at)
+                    cls = pop(at)
+                    stack.append(call(cls, (args, kwargs), at, "NEWOBJ_EX"))
+                elif op == 0x93:  # STACK_GLOBAL
+                    name = pop(at)
+                    module = pop(at)
+                    if isinstance(module, str) and isinstance(name, str):
+                        stack.append(add_global(module, name, at, "STACK_GLOBAL"))
+                    else:
+                        report.dynamic_globals.append((at, f"{_describe(module)} . {_describe(name)}"))
+                        stack.append(UNKNOWN)
+                elif op == 0x63:  # GLOBAL c
+                    raw_module, pos = _line(data, pos, end)
+                    raw_name, pos = _line(data, pos, end)
+                    stack.append(add_global(_decode_line_str(raw_module, at), _decode_line_str(raw_name, at),
+                                            at, "GLOBAL"))
+                elif op == 0x69:  # INST i
+                    raw_module, pos = _line(data, pos, end)
+                    raw_name, pos = _line(data, pos, end)
+                    cls = add_global(_decode_line_str(raw_module, at), _decode_line_str(raw_name, at), at, "INST")
+                    args = tuple(pop_mark(at))
+                    stack.append(call(cls, args, at, "INST"))
+                elif op == 0x6F:  # OBJ o
+                    items = pop_mark(at)
+                    if not items:
+                        raise PickleError("OBJ without a class", at)
+                    stack.append(call(items[0], tuple(items[1:]), at, "OBJ"))
+                elif op == 0x80:  # PROTO
+                    need(1, pos)
+                    proto = data[pos]
+                    if proto > HIGHEST_PROTOCOL:
+                        raise PickleError(f"unsupported pickle protocol: {proto}", at)
+                    report.protocol = max(report.protocol, proto)
+                    pos += 1
+                elif op == 0x95:  # FRAME
+                    need(8, pos)
+                    size = _U8(data, pos)[0]
+                    pos += 8
+                    need(size, pos)  # the C unpickler only checks the frame is all there ...
+                    frame_end = pos + size  # ... and reads on across its end; we note where it does
+                elif op == 0x2E:  # STOP .
                     pop(at)
-                report.persistent_ids += 1
-                stack.append(UNKNOWN)
-            elif op in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
-                width = {0x82: 1, 0x83: 2, 0x84: 4}[op]
-                need(width, pos)
-                code = int.from_bytes(data[pos:pos + width], "little", signed=(width == 4))
-                pos += width
-                if code <= 0:
-                    raise PickleError("EXT code must be positive", at)
-                report.ext_codes.append((at, code))
-                stack.append(UNKNOWN)
-            elif op == 0x97:  # NEXT_BUFFER
-                raise PickleError("pickle stream refers to out-of-band data but no buffers were given", at)
-            elif op == 0x98:  # READONLY_BUFFER
-                top(at)
-            else:
-                raise PickleError(f"invalid load key, {bytes([op])!r}", at)
-            if len(stack) > max_stack or len(metastack) > max_stack:
-                raise LimitExceeded("stack deeper than the limit", at)
-            report.end = pos
-            report.opcodes = opcodes
+                    report.complete = True
+                    report.end, report.opcodes = pos, opcodes
+                    return
+                elif op == 0x30:  # POP 0
+                    if stack:
+                        stack.pop()
+                    else:
+                        pop_mark(at)
+                elif op == 0x31:  # POP_MARK 1
+                    pop_mark(at)
+                elif op == 0x32:  # DUP 2
+                    stack.append(top(at))
+                elif op == 0x61:  # APPEND a
+                    value = pop(at)
+                    target = top(at)
+                    if isinstance(target, Container):
+                        target.extend([value])
+                elif op == 0x73:  # SETITEM s
+                    value = pop(at)
+                    key = pop(at)
+                    target = top(at)
+                    if isinstance(target, Container):
+                        target.extend([(key, value)])
+                elif op == 0x64:  # DICT d
+                    items = pop_mark(at)
+                    stack.append(Container("dict", [(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]))
+                elif op == 0x6C:  # LIST l
+                    items = pop_mark(at)
+                    stack.append(Container("list", items))
+                elif op == 0x8F:  # EMPTY_SET
+                    stack.append(Container("set"))
+                elif op == 0x90:  # ADDITEMS
+                    items = pop_mark(at)
+                    target = top(at)
+                    if isinstance(target, Container):
+                        target.extend(items)
+                elif op == 0x91:  # FROZENSET
+                    items = pop_mark(at)
+                    stack.append(Container("frozenset", items))
+                elif op == 0x8D:  # BINUNICODE8
+                    need(8, pos)
+                    n = _U8(data, pos)[0]
+                    need(n, pos + 8)
+                    stack.append(str(data[pos + 8:pos + 8 + n], "utf-8", "surrogatepass"))
+                    pos += 8 + n
+                elif op == 0x55:  # SHORT_BINSTRING U
+                    need(1, pos)
+                    n = data[pos]
+                    need(n, pos + 1)
+                    stack.append(bytes(data[pos + 1:pos + 1 + n]).decode("latin-1"))
+                    pos += 1 + n
+                elif op == 0x54:  # BINSTRING T
+                    need(4, pos)
+                    n = _I4(data, pos)[0]
+                    if n < 0:
+                        raise PickleError("BINSTRING pickle has negative byte count", at)
+                    need(n, pos + 4)
+                    stack.append(bytes(data[pos + 4:pos + 4 + n]).decode("latin-1"))
+                    pos += 4 + n
+                elif op == 0x8A:  # LONG1
+                    need(1, pos)
+                    n = data[pos]
+                    need(n, pos + 1)
+                    stack.append(int.from_bytes(data[pos + 1:pos + 1 + n], "little", signed=True))
+                    pos += 1 + n
+                elif op == 0x8B:  # LONG4
+                    need(4, pos)
+                    n = _I4(data, pos)[0]
+                    if n < 0:
+                        raise PickleError("LONG pickle has negative byte count", at)
+                    need(n, pos + 4)
+                    stack.append(int.from_bytes(data[pos + 4:pos + 4 + n], "little", signed=True)
+                                 if n <= 64 else UNKNOWN)
+                    pos += 4 + n
+                elif op in (0x49, 0x4C):  # INT I, LONG L
+                    raw, pos = _line(data, pos, end)
+                    text = raw.decode("ascii", "replace").rstrip("L")
+                    if raw == b"00":
+                        stack.append(False)
+                    elif raw == b"01":
+                        stack.append(True)
+                    elif len(text) > 64:
+                        stack.append(UNKNOWN)  # int() of a huge decimal string is quadratic: do not parse it
+                    else:
+                        try:
+                            stack.append(int(text))
+                        except ValueError:
+                            raise PickleError("invalid literal for INT/LONG", at) from None
+                elif op == 0x46:  # FLOAT F
+                    raw, pos = _line(data, pos, end)
+                    try:
+                        stack.append(float(raw))
+                    except ValueError:
+                        raise PickleError("invalid literal for FLOAT", at) from None
+                elif op == 0x53:  # STRING S
+                    raw, pos = _line(data, pos, end)
+                    if len(raw) >= 2 and raw[0] == raw[-1] and raw[:1] in (b"'", b'"'):
+                        raw = raw[1:-1]
+                    else:
+                        raise PickleError("the STRING opcode argument must be quoted", at)
+                    stack.append(codecs.escape_decode(raw)[0].decode("latin-1"))
+                elif op == 0x56:  # UNICODE V
+                    raw, pos = _line(data, pos, end)
+                    stack.append(raw.decode("raw-unicode-escape"))
+                elif op in (0x67, 0x70):  # GET g, PUT p
+                    raw, pos = _line(data, pos, end)
+                    try:
+                        idx = int(raw)
+                    except ValueError:
+                        raise PickleError("invalid memo index", at) from None
+                    if op == 0x67:
+                        if idx not in memo:
+                            raise PickleError(f"memo value not found at index {idx}", at)
+                        stack.append(memo[idx])
+                    else:
+                        if idx < 0:
+                            raise PickleError("negative PUT argument", at)
+                        if len(memo) >= max_memo:
+                            raise LimitExceeded("memo larger than the limit", at)
+                        memo[idx] = top(at)
+                elif op in (0x50, 0x51):  # PERSID P, BINPERSID Q
+                    if op == 0x50:
+                        _, pos = _line(data, pos, end)
+                    else:
+                        pop(at)
+                    report.persistent_ids += 1
+                    stack.append(UNKNOWN)
+                elif op in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
+                    width = {0x82: 1, 0x83: 2, 0x84: 4}[op]
+                    need(width, pos)
+                    code = int.from_bytes(data[pos:pos + width], "little", signed=(width == 4))
+                    pos += width
+                    if code <= 0:
+                        raise PickleError("EXT code must be positive", at)
+                    report.ext_codes.append((at, code))
+                    stack.append(UNKNOWN)
+                elif op == 0x97:  # NEXT_BUFFER
+                    raise PickleError("pickle stream refers to out-of-band data but no buffers were given", at)
+                elif op == 0x98:  # READONLY_BUFFER
+                    top(at)
+                else:
+                    raise PickleError(f"invalid load key, {bytes([op])!r}", at)
+        except BaseException:
+            report.end, report.opcodes = max(report.end, at), opcodes
+            raise
+
 
     def _skip_joblib_array(self, wrapper: Call, pos: int, end: int, report: StreamReport) -> int:
         """Skip (or scan, for object arrays) the array data joblib writes right after a wrapper's BUILD."""
