@@ -271,6 +271,7 @@ def scan_tar(ctx: ScanContext, data: Any, location: str, depth: int) -> None:
 
 def _scan_tar_members(ctx: ScanContext, archive: tarfile.TarFile, location: str, depth: int) -> None:
     count = 0
+    torch_tar = is_torch_tar({info.name for info in archive.getmembers()[: ctx.limits.max_members]})
     for info in archive:
         count += 1
         if count > ctx.limits.max_members:
@@ -292,4 +293,63 @@ def _scan_tar_members(ctx: ScanContext, archive: tarfile.TarFile, location: str,
             continue
         ctx.members += 1
         ctx.bytes_read += 512
-        ctx.scan_nested(handle.read(), where, depth + 1, info.name)
+        if torch_tar and info.name in TORCH_TAR_MEMBERS:
+            scan_torch_tar_member(ctx, info.name, handle.read(), where, depth)
+        else:
+            ctx.scan_nested(handle.read(), where, depth + 1, info.name)
+
+
+# --- PyTorch's oldest format: a tar of sys_info, pickle, storages and tensors -------------------------
+
+TORCH_TAR_MEMBERS = frozenset({"sys_info", "pickle", "storages", "tensors"})
+STORAGE_ELEMENT_SIZES = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2,
+                         "LongStorage": 8, "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1,
+                         "BoolStorage": 1, "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16}
+
+
+def is_torch_tar(names: set[str]) -> bool:
+    """True for the member set ``torch.save`` wrote before version 0.1.10."""
+    return names >= TORCH_TAR_MEMBERS
+
+
+def scan_torch_tar_member(ctx: ScanContext, name: str, data: bytes, location: str, depth: int) -> None:
+    """Read a legacy torch tar member as ``torch.load``'s legacy reader does: pickles between raw blocks."""
+    from pytest_aisp.scan.pickles import scan_pickle
+
+    def stream(pos: int) -> tuple[int, object] | None:
+        scanned = scan_pickle(ctx, data, location, start=pos, depth=depth, single=True)
+        return (scanned.end, scanned.value) if scanned.complete else None
+
+    if name in ("sys_info", "pickle"):
+        scan_pickle(ctx, data, location, depth=depth, single=True)
+        return
+    try:
+        first = stream(0)
+        if first is None:
+            return
+        pos, count = first
+        if not isinstance(count, int) or not 0 <= count <= ctx.limits.max_members:
+            raise ValueError(f"record count {count!r}")
+        for _ in range(count):
+            header = stream(pos)
+            if header is None:
+                return
+            pos, args = header
+            if name == "storages":
+                kind = args[2].name if isinstance(args, tuple) and len(args) == 3 and hasattr(args[2], "name") \
+                    else None
+                if kind not in STORAGE_ELEMENT_SIZES:
+                    raise ValueError(f"storage type {kind!r}")
+                (numel,) = struct.unpack_from("<q", data, pos)
+                pos += 8 + numel * STORAGE_ELEMENT_SIZES[kind]
+            else:
+                (ndim,) = struct.unpack_from("<i", data, pos)
+                if not 0 <= ndim <= 64:
+                    raise ValueError(f"tensor with {ndim} dimensions")
+                pos += 8 + 16 * ndim + 8
+            if pos > len(data):
+                raise ValueError("raw data runs past the member")
+        if name == "storages":
+            stream(pos)  # the storage views
+    except (ValueError, struct.error, IndexError, TypeError) as exc:
+        ctx.unscannable(location, f"legacy torch tar member {name!r} does not parse: {exc}")

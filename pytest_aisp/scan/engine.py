@@ -259,6 +259,8 @@ def _scan_data(ctx: ScanContext, data: Any, location: str, depth: int, name: str
         ctx.limit(location, "structure nested too deeply")
     except MemoryError:
         ctx.limit(location, "not enough memory to scan")
+    except Exception as exc:  # hostile bytes that trip a reader: fail closed with a finding, never crash
+        ctx.unscannable(location, f"{fmt} reader failed: {type(exc).__name__}: {str(exc)[:120]}")
     return fmt
 
 

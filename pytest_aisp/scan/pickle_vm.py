@@ -132,6 +132,7 @@ class StreamReport:
     inner_streams: list[StreamReport] = field(default_factory=list)
     error: str | None = None
     error_offset: int | None = None
+    value: Any = None  # what STOP returned, when it is a constant, tuple or global
 
 
 def _py2_names(module: str, name: str) -> tuple[str, str]:
@@ -479,7 +480,8 @@ class PickleMachine:
                     need(size, pos)  # the C unpickler only checks the frame is all there ...
                     frame_end = pos + size  # ... and reads on across its end; we note where it does
                 elif op == 0x2E:  # STOP .
-                    pop(at)
+                    value = pop(at)
+                    report.value = value if isinstance(value, (int, str, tuple, GlobalRef)) else None
                     report.complete = True
                     report.end, report.opcodes = pos, opcodes
                     return

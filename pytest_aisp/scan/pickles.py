@@ -33,6 +33,7 @@ class PickleScan:
     end: int
     complete: bool
     globals: tuple[str, ...]
+    value: Any = None  # the last stream's result, when constant
 
 
 def looks_like_pickle(head: bytes) -> bool:
@@ -60,6 +61,7 @@ def scan_pickle(ctx: ScanContext, data: Any, location: str, *, start: int = 0, e
     pos, streams, opcodes = start, 0, 0
     names: list[str] = []
     complete = True
+    value = None
     while pos < end:
         if streams >= limits.max_pickles_per_stream:
             ctx.limit(location, f"more than {limits.max_pickles_per_stream} concatenated pickles", offset=pos)
@@ -81,12 +83,13 @@ def scan_pickle(ctx: ScanContext, data: Any, location: str, *, start: int = 0, e
             break
         names.extend(g.full for g in report.globals)
         pos = report.end
+        value = report.value
         if single or (streams_expected is not None and streams >= streams_expected):
             break
     if streams > 1 and streams_expected is None:
         ctx.add(rules.PICKLE_CONCATENATED, f"{streams} pickle streams concatenated; each was scanned",
                 location, {"streams": streams})
-    return PickleScan(streams, opcodes, pos, complete, tuple(dict.fromkeys(names)))
+    return PickleScan(streams, opcodes, pos, complete, tuple(dict.fromkeys(names)), value)
 
 
 def _report_broken(ctx: ScanContext, report: StreamReport, location: str, stream: int) -> None:

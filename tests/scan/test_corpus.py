@@ -68,6 +68,8 @@ def test_pickle_payload_findings_name_the_global_and_offset(corpus_dir: Path) ->
     ("mal_safetensors_length.safetensors", "AISP-SCAN-SAFETENSORS-HEADER"),
     ("mal_gguf_ssti.gguf", "AISP-SCAN-GGUF-TEMPLATE"),
     ("mal_gguf_billion.gguf", "AISP-SCAN-LIMIT"),
+    ("mal_torch_tar_storage.pt", "AISP-SCAN-PICKLE-DANGEROUS"),
+    ("mal_torch_tar_pickle.pt", "AISP-SCAN-PICKLE-DANGEROUS"),
 ])
 def test_technique_fires_its_rule(corpus_dir: Path, name: str, rule_id: str) -> None:
     result = scan_artifact(corpus_dir / "malicious" / name)
@@ -126,3 +128,12 @@ def test_cli_exit_codes_and_json_shape(corpus_dir: Path, capsys: pytest.CaptureF
     finding = file["findings"][0]
     assert set(finding) == {"rule_id", "severity", "message", "location", "evidence"}
     assert finding["location"].startswith(file["path"] + ":")
+
+
+def test_findings_are_recorded_on_the_running_test(corpus_dir: Path) -> None:
+    from pytest_aisp.recorder import recording
+
+    with recording("tests/x.py::test_model") as record:
+        result = scan_artifact(corpus_dir / "malicious" / "mal_obj_opcode.pkl")
+    assert record.findings == list(result.findings)
+    assert record.metrics["scan_files"] == 1
