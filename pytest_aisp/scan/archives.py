@@ -292,11 +292,13 @@ def _scan_tar_members(ctx: ScanContext, archive: tarfile.TarFile, location: str,
             ctx.unscannable(where, "tar member has no data", member=info.name)
             continue
         ctx.members += 1
-        ctx.bytes_read += 512
+        member = handle.read()
+        ctx.bytes_read += 512 + len(member)
         if torch_tar and info.name in TORCH_TAR_MEMBERS:
-            scan_torch_tar_member(ctx, info.name, handle.read(), where, depth)
+            with ctx.counted():
+                scan_torch_tar_member(ctx, info.name, member, where, depth)
         else:
-            ctx.scan_nested(handle.read(), where, depth + 1, info.name)
+            ctx.scan_nested(member, where, depth + 1, info.name)
 
 
 # --- PyTorch's oldest format: a tar of sys_info, pickle, storages and tensors -------------------------

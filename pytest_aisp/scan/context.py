@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,21 @@ class ScanContext:
         self.add(LIMIT, f"scan limit reached: {what}; the rest was not checked", location,
                  {"limit": what, **evidence})
 
+    @contextlib.contextmanager
+    def counted(self) -> Iterator[None]:
+        """Work on bytes already counted as read from the file (a member, a decompressed stream):
+        ``bytes_read`` counts bytes of the file, so what happens inside adds nothing."""
+        before = self.bytes_read
+        try:
+            yield
+        finally:
+            self.bytes_read = before
+
     def scan_nested(self, data: Any, location: str, depth: int, name_hint: str = "") -> str:
         """Scan ``data`` as an artifact of its own (a container member); return its format."""
         if depth > self.limits.max_container_depth:
             self.limit(location, f"containers nested deeper than {self.limits.max_container_depth}")
             return "nested"
         assert self.nested is not None
-        return self.nested(self, data, location, depth, name_hint)
+        with self.counted():
+            return self.nested(self, data, location, depth, name_hint)

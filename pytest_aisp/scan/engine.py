@@ -345,10 +345,27 @@ def _scan_zip(ctx: ScanContext, data: Any, location: str, depth: int) -> None:
                 config = keras.load_json(ctx, bytes(raw), where)
                 if config is not None:
                     keras.check_keras_config(ctx, config, where)
+        elif member.method == 0 and member.name.endswith(".npy") and not member.flags & archives.ENCRYPTION_FLAGS \
+                and member.data_offset + member.compressed_size <= len(data):
+            _scan_stored_npy(ctx, data, member, where, depth)
         else:
             raw = archives.read_member(ctx, data, member, location)
             if raw is not None:
                 ctx.scan_nested(raw, where, depth + 1, member.name)
+
+
+def _scan_stored_npy(ctx: ScanContext, data: Any, member: archives.ZipMember, where: str, depth: int) -> None:
+    """An uncompressed ``.npz`` member: read its header in place, never the array bytes (unless objects)."""
+    view = memoryview(data)[member.data_offset:member.data_offset + member.compressed_size]
+    try:
+        if bytes(view[:6]) == b"\x93NUMPY":
+            tensors.scan_npy(ctx, view, where, depth + 1)
+        else:
+            with ctx.counted():
+                ctx.scan_nested(view.tobytes(), where, depth + 1, member.name)
+            ctx.bytes_read += len(view)
+    finally:
+        view.release()
 
 
 def _scan_torch_member(ctx: ScanContext, data: Any, member: archives.ZipMember, where: str, location: str,

@@ -89,8 +89,6 @@ def scan_hdf5(ctx: ScanContext, data: Any, location: str) -> None:
         with h5py.File(buffer, "r") as handle:
             attributes = {key: handle.attrs[key] for key in ("model_config", "training_config")
                           if key in handle.attrs}
-            lambda_datasets: list[str] = []
-            handle.visit(lambda name: lambda_datasets.append(name) if name.endswith("/function") else None)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         ctx.unscannable(location, f"HDF5 file does not open: {exc}")
         return

@@ -55,7 +55,8 @@ def scan_npy(ctx: ScanContext, data: Any, location: str, depth: int) -> None:
     if _descr_has_objects(header["descr"]):
         ctx.add(rules.NUMPY_OBJECT, "object array: numpy.load needs allow_pickle=True; its pickle was scanned",
                 location, {"descr": repr(header["descr"])})
-        scan_pickle(ctx, data, location, start=body, depth=depth, single=True)
+        pickled = data[body:].tobytes() if isinstance(data, memoryview) else data
+        scan_pickle(ctx, pickled, location, start=0 if pickled is not data else body, depth=depth, single=True)
         return
     itemsize = _descr_itemsize(header["descr"])
     if itemsize is None:
