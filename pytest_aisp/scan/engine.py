@@ -98,13 +98,14 @@ class ScanResult:
         }
 
 
-def _iter_files(paths: Iterable[Path]) -> list[Path]:
-    files: list[Path] = []
+def _iter_files(paths: Iterable[Path]) -> list[tuple[Path, Path | None]]:
+    """Each file to scan, with the directory it was found under (None for a file named directly)."""
+    files: list[tuple[Path, Path | None]] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink()))
+            files.extend((p, path) for p in sorted(path.rglob("*")) if p.is_file() or p.is_symlink())
         elif path.exists() or path.is_symlink():
-            files.append(path)
+            files.append((path, None))
         else:
             raise AispError(f"{path} does not exist; pass model files or directories to scan")
     return files
@@ -123,7 +124,7 @@ def scan_artifact(path_or_paths: str | os.PathLike[str] | Sequence[str | os.Path
     raw = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
     if not raw:
         raise AispError("scan_artifact needs at least one path")
-    results = tuple(_scan_one(path, the_policy) for path in _iter_files([Path(p) for p in raw]))
+    results = tuple(_scan_one(path, the_policy, root) for path, root in _iter_files([Path(p) for p in raw]))
     result = ScanResult(files=results, duration_s=time.perf_counter() - started, fail_on=threshold)
     record_findings(result.findings)
     record_metric("scan_files", len(results))
@@ -159,7 +160,15 @@ def _resolved(path: Path) -> Path | None:
         return None
 
 
-def _scan_one(path: Path, policy: ScanPolicy) -> FileResult:
+def _scan_one(path: Path, policy: ScanPolicy, root: Path | None) -> FileResult:
+    if root is not None and path.is_symlink():
+        target, base = _resolved(path), _resolved(root)
+        if target is None or base is None or not target.is_relative_to(base):
+            ctx = ScanContext(path=path, policy=policy)
+            ctx.add(rules.SYMLINK, f"symbolic link to {os.readlink(path)!r} leaves {root}; not followed",
+                    str(path), {"target": os.readlink(path)})
+            return FileResult(path=str(path), format="symlink", findings=tuple(ctx.findings), bytes_read=0,
+                              size=0, members=0, duration_s=0.0, fail_on=policy.fail_on)
     result = scan_file(path, policy)
     if result.format == "unknown":
         # an ONNX model beside it (or one folder up) may name it as its external tensor data

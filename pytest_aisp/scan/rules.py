@@ -34,6 +34,7 @@ UNSCANNABLE = "AISP-SCAN-UNSCANNABLE"
 LIMIT = "AISP-SCAN-LIMIT"
 FORMAT_MISMATCH = "AISP-SCAN-FORMAT-MISMATCH"
 POLYGLOT = "AISP-SCAN-POLYGLOT"
+SYMLINK = "AISP-SCAN-SYMLINK"
 ZIP_DUPLICATE = "AISP-SCAN-ZIP-DUPLICATE"
 ZIP_CRC = "AISP-SCAN-ZIP-CRC"
 ZIP_FLAGS = "AISP-SCAN-ZIP-FLAGS"
@@ -85,6 +86,8 @@ RULES: tuple[Rule, ...] = (
           "Rename the file for what it is, or re-export it in the format its name claims."),
     _rule(POLYGLOT, "high", "The file is two formats at once (a pickle with a zip at its end): loaders "
           "disagree on what it is.", "Do not load the file."),
+    _rule(SYMLINK, "medium", "A symbolic link in a scanned directory points outside it; it is not followed.",
+          "Ship the file itself, not a link to a place outside the model directory."),
     _rule(ZIP_DUPLICATE, "high", "Two zip members have the same name; readers pick different ones.",
           "Re-create the archive."),
     _rule(ZIP_CRC, "high", "A zip member's data does not match its CRC-32: it was changed after writing.",

@@ -82,3 +82,14 @@ def test_huge_long_literal_is_not_parsed() -> None:
     result = scan_bytes(data, "long.pkl")
     assert time.perf_counter() - started < 5
     assert result.format == "pickle"
+
+
+def test_symlink_out_of_a_model_directory_is_not_followed(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.npy").write_bytes(b"")
+    os.symlink("/etc/hostname", folder / "config.json")
+    result = scan_artifact(folder)
+    assert "AISP-SCAN-SYMLINK" in _rules(result)

@@ -38,15 +38,20 @@ LOADER_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_pickle_joblib_torch_numpy_payloads_really_run(corpus_dir: Path, labels: list[dict]) -> None:
-    runnable = [s for s in labels if s["loader"]]
-    assert {s["loader"] for s in runnable} >= {"pickle", "pickle2", "joblib", "torch", "numpy"}
-    for sample in runnable:
-        Path(sample["marker"]).unlink(missing_ok=True)
-    samples = [(str(corpus_dir / s["name"]), s["loader"]) for s in runnable]
-    subprocess.run([sys.executable, "-c", LOADER_SCRIPT, json.dumps(samples)], check=True, timeout=240,
-                   cwd=corpus_dir, capture_output=True)
-    missing = [s["name"] for s in runnable if not Path(s["marker"]).exists()]
+def test_pickle_joblib_torch_numpy_payloads_really_run(make_corpus, tmp_path: Path) -> None:
+    # a private copy of the malicious samples, with private markers: other tests never see these run
+    import warnings
+
+    (tmp_path / "malicious").mkdir()
+    (tmp_path / "markers").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        samples = make_corpus.write_malicious(tmp_path / "malicious", tmp_path / "markers")
+    runnable = [s for s in samples if s.loader]
+    assert {s.loader for s in runnable} >= {"pickle", "pickle2", "joblib", "torch", "numpy"}
+    assert not list((tmp_path / "markers").iterdir())
+    pairs = [(str(tmp_path / "malicious" / s.name), s.loader) for s in runnable]
+    subprocess.run([sys.executable, "-c", LOADER_SCRIPT, json.dumps(pairs)], check=True, timeout=240,
+                   cwd=tmp_path, capture_output=True)
+    missing = [s.name for s in runnable if not Path(s.marker).exists()]
     assert not missing, f"payloads that did not run when loaded unsafely: {missing}"
-    for sample in runnable:
-        Path(sample["marker"]).unlink(missing_ok=True)
