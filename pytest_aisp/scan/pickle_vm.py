@@ -278,13 +278,13 @@ class PickleMachine:
         at = pos
         try:
             while True:
-                if pos >= end:
-                    report.end, report.opcodes = pos, opcodes
-                    raise PickleError("pickle data was truncated (no STOP)", pos)
                 if frame_end >= 0 and pos >= frame_end:
                     if pos > frame_end:  # the previous opcode started inside the frame and ended outside it
                         report.frame_overruns.append(pos)
                     frame_end = -1  # opcodes between frames are legal (protocol 5 writes large bytes there)
+                if pos >= end:
+                    report.end, report.opcodes = pos, opcodes
+                    raise PickleError("pickle data was truncated (no STOP)", pos)
                 at = pos
                 op = data[pos]
                 pos += 1

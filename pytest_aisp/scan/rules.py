@@ -64,8 +64,10 @@ RULES: tuple[Rule, ...] = (
           "what it imports cannot be known without running the pickle.", "Do not load the file."),
     _rule(PICKLE_EXT, "high", "EXT1/EXT2/EXT4 names a global through the copyreg extension registry, which "
           "depends on the loading process.", "Re-save the file without extension codes (plain pickle.dump)."),
-    _rule(PICKLE_FRAME, "medium", "Opcodes run across the end of a FRAME: the C and Python unpicklers read the "
-          "stream differently, a trick to hide a payload from some scanners.", "Re-save the file."),
+    _rule(PICKLE_FRAME, "high", "An opcode's argument runs across the end of a FRAME. Loaders read such a "
+          "stream differently: pickle.loads reads on, file-based loaders (pickle.load, torch.load, joblib.load) "
+          "drop the rest of the frame and read other names. No pickler writes this; it hides payloads.",
+          "Do not load the file; re-save it from a trusted source."),
     _rule(PICKLE_BROKEN, "medium", "A pickle stream breaks before STOP. The unpickler has already run every "
           "opcode before the break, so findings before it still apply.", "Re-save the file; check its source."),
     _rule(PICKLE_TRAILING, "low", "Bytes after the last STOP that are not a pickle; pickle.load ignores them.",
