@@ -204,8 +204,9 @@ class PickleMachine:
     """
 
     def __init__(self, data: Any, *, max_stack: int = 10_000_000, max_memo: int = 10_000_000,
-                 joblib: bool = True, max_inner: int = 10_000) -> None:
+                 joblib: bool = True, max_inner: int = 10_000, file_mode: bool = False) -> None:
         self.data = data
+        self.file_mode = file_mode
         self.max_stack = max_stack
         self.max_memo = max_memo
         self.joblib = joblib
@@ -239,9 +240,32 @@ class PickleMachine:
         opcodes = 0
         max_stack, max_memo = self.max_stack, self.max_memo
 
+        file_mode = self.file_mode
+
         def need(n: int, at: int) -> None:
             if at + n > end:
                 raise PickleError("pickle data was truncated", at)
+
+        # File mode: the C unpickler reading a file object without peek() (a BytesIO, as torch.load
+        # gives it data.pkl) keeps a FRAME in a buffer; a read that does not fit in what is left of it
+        # drops the rest and reads from the file after the frame. ``frame_end`` is then the buffer's end.
+        def fix(p: int, n: int) -> int:
+            nonlocal frame_end
+            if frame_end >= 0:
+                if p >= frame_end:
+                    frame_end = -1
+                elif p + n > frame_end:
+                    p, frame_end = frame_end, -1
+            return p
+
+        def read_line(p: int) -> tuple[bytes, int]:
+            nonlocal frame_end
+            if file_mode and frame_end >= 0:
+                if p >= frame_end:
+                    frame_end = -1
+                elif data.find(b"\n", p, frame_end) < 0:
+                    p, frame_end = frame_end, -1
+            return _line(data, p, end)
 
         def pop_mark(at: int) -> list[Any]:
             nonlocal stack
@@ -279,7 +303,7 @@ class PickleMachine:
         try:
             while True:
                 if frame_end >= 0 and pos >= frame_end:
-                    if pos > frame_end:  # the previous opcode started inside the frame and ended outside it
+                    if pos > frame_end and not file_mode:  # an opcode started inside the frame, ended outside
                         report.frame_overruns.append(pos)
                     frame_end = -1  # opcodes between frames are legal (protocol 5 writes large bytes there)
                 if pos >= end:
@@ -305,17 +329,23 @@ class PickleMachine:
                     if pos >= end:
                         raise PickleError("pickle data was truncated", pos)
                     n = data[pos]
+                    if file_mode:
+                        pos = fix(pos + 1, n) - 1
                     pos += 1 + n
                     if pos > end:
                         raise PickleError("pickle data was truncated", at + 2)
                     stack.append(str(data[pos - n:pos], "utf-8", "surrogatepass"))
                 elif op == 0x71:  # BINPUT q
+                    if file_mode:
+                        pos = fix(pos, 1)
                     need(1, pos)
                     if len(memo) >= max_memo:
                         raise LimitExceeded("memo larger than the limit", at)
                     memo[data[pos]] = top(at)
                     pos += 1
                 elif op == 0x68:  # BINGET h
+                    if file_mode:
+                        pos = fix(pos, 1)
                     need(1, pos)
                     idx = data[pos]
                     if idx not in memo:
@@ -328,11 +358,15 @@ class PickleMachine:
                     stack.append(data[pos])
                     pos += 1
                 elif op == 0x4A:  # BININT J
+                    if file_mode:
+                        pos = fix(pos, 4)
                     if pos + 4 > end:
                         raise PickleError("pickle data was truncated", pos)
                     stack.append(_I4(data, pos)[0])
                     pos += 4
                 elif op == 0x4D:  # BININT2 M
+                    if file_mode:
+                        pos = fix(pos, 2)
                     need(2, pos)
                     stack.append(_U2(data, pos)[0])
                     pos += 2
@@ -357,12 +391,18 @@ class PickleMachine:
                     if isinstance(target, Container):
                         target.extend(items)
                 elif op == 0x58:  # BINUNICODE X
+                    if file_mode:
+                        pos = fix(pos, 4)
                     need(4, pos)
                     n = _U4(data, pos)[0]
+                    if file_mode:
+                        pos = fix(pos + 4, n) - 4
                     need(n, pos + 4)
                     stack.append(str(data[pos + 4:pos + 4 + n], "utf-8", "surrogatepass"))
                     pos += 4 + n
                 elif op == 0x47:  # BINFLOAT G
+                    if file_mode:
+                        pos = fix(pos, 8)
                     if pos + 8 > end:
                         raise PickleError("pickle data was truncated", pos)
                     stack.append(_F8(data, pos)[0])
@@ -394,12 +434,16 @@ class PickleMachine:
                 elif op == 0x7D:  # EMPTY_DICT }
                     stack.append(Container("dict"))
                 elif op == 0x72:  # LONG_BINPUT r
+                    if file_mode:
+                        pos = fix(pos, 4)
                     need(4, pos)
                     if len(memo) >= max_memo:
                         raise LimitExceeded("memo larger than the limit", at)
                     memo[_U4(data, pos)[0]] = top(at)
                     pos += 4
                 elif op == 0x6A:  # LONG_BINGET j
+                    if file_mode:
+                        pos = fix(pos, 4)
                     need(4, pos)
                     idx = _U4(data, pos)[0]
                     if idx not in memo:
@@ -407,15 +451,23 @@ class PickleMachine:
                     stack.append(memo[idx])
                     pos += 4
                 elif op == 0x43:  # SHORT_BINBYTES C
+                    if file_mode:
+                        pos = fix(pos, 1)
                     need(1, pos)
                     n = data[pos]
+                    if file_mode:
+                        pos = fix(pos + 1, n) - 1
                     need(n, pos + 1)
                     stack.append(Blob(pos + 1, pos + 1 + n))
                     pos += 1 + n
                 elif op in (0x42, 0x8E, 0x96):  # BINBYTES B, BINBYTES8, BYTEARRAY8
                     width = 4 if op == 0x42 else 8
+                    if file_mode:
+                        pos = fix(pos, width)
                     need(width, pos)
                     n = _U4(data, pos)[0] if width == 4 else _U8(data, pos)[0]
+                    if file_mode:
+                        pos = fix(pos + width, n) - width
                     need(n, pos + width)
                     stack.append(Blob(pos + width, pos + width + n))
                     pos += width + n
@@ -451,13 +503,13 @@ class PickleMachine:
                         report.dynamic_globals.append((at, f"{_describe(module)} . {_describe(name)}"))
                         stack.append(UNKNOWN)
                 elif op == 0x63:  # GLOBAL c
-                    raw_module, pos = _line(data, pos, end)
-                    raw_name, pos = _line(data, pos, end)
+                    raw_module, pos = read_line(pos)
+                    raw_name, pos = read_line(pos)
                     stack.append(add_global(_decode_line_str(raw_module, at), _decode_line_str(raw_name, at),
                                             at, "GLOBAL"))
                 elif op == 0x69:  # INST i
-                    raw_module, pos = _line(data, pos, end)
-                    raw_name, pos = _line(data, pos, end)
+                    raw_module, pos = read_line(pos)
+                    raw_name, pos = read_line(pos)
                     cls = add_global(_decode_line_str(raw_module, at), _decode_line_str(raw_name, at), at, "INST")
                     args = tuple(pop_mark(at))
                     stack.append(call(cls, args, at, "INST"))
@@ -467,6 +519,8 @@ class PickleMachine:
                         raise PickleError("OBJ without a class", at)
                     stack.append(call(items[0], tuple(items[1:]), at, "OBJ"))
                 elif op == 0x80:  # PROTO
+                    if file_mode:
+                        pos = fix(pos, 1)
                     need(1, pos)
                     proto = data[pos]
                     if proto > HIGHEST_PROTOCOL:
@@ -474,11 +528,18 @@ class PickleMachine:
                     report.protocol = max(report.protocol, proto)
                     pos += 1
                 elif op == 0x95:  # FRAME
+                    if file_mode:
+                        pos = fix(pos, 8)
                     need(8, pos)
                     size = _U8(data, pos)[0]
                     pos += 8
-                    need(size, pos)  # the C unpickler only checks the frame is all there ...
-                    frame_end = pos + size  # ... and reads on across its end; we note where it does
+                    if file_mode and frame_end >= 0 and pos + size <= frame_end:
+                        pass  # the frame is already in the buffer: the buffer's end stays where it was
+                    else:
+                        if file_mode and frame_end >= 0 and pos < frame_end:
+                            pos = frame_end  # the rest of the buffer is dropped, the frame read from the file
+                        need(size, pos)  # the C unpickler only checks the frame is all there ...
+                        frame_end = pos + size  # ... and reads on across its end; we note where it does
                 elif op == 0x2E:  # STOP .
                     value = pop(at)
                     report.value = value if isinstance(value, (int, str, tuple, GlobalRef)) else None
@@ -522,42 +583,62 @@ class PickleMachine:
                     items = pop_mark(at)
                     stack.append(Container("frozenset", items))
                 elif op == 0x8D:  # BINUNICODE8
+                    if file_mode:
+                        pos = fix(pos, 8)
                     need(8, pos)
                     n = _U8(data, pos)[0]
+                    if file_mode:
+                        pos = fix(pos + 8, n) - 8
                     need(n, pos + 8)
                     stack.append(str(data[pos + 8:pos + 8 + n], "utf-8", "surrogatepass"))
                     pos += 8 + n
                 elif op == 0x55:  # SHORT_BINSTRING U
+                    if file_mode:
+                        pos = fix(pos, 1)
                     need(1, pos)
                     n = data[pos]
+                    if file_mode:
+                        pos = fix(pos + 1, n) - 1
                     need(n, pos + 1)
                     stack.append(bytes(data[pos + 1:pos + 1 + n]).decode("latin-1"))
                     pos += 1 + n
                 elif op == 0x54:  # BINSTRING T
+                    if file_mode:
+                        pos = fix(pos, 4)
                     need(4, pos)
                     n = _I4(data, pos)[0]
                     if n < 0:
                         raise PickleError("BINSTRING pickle has negative byte count", at)
+                    if file_mode:
+                        pos = fix(pos + 4, n) - 4
                     need(n, pos + 4)
                     stack.append(bytes(data[pos + 4:pos + 4 + n]).decode("latin-1"))
                     pos += 4 + n
                 elif op == 0x8A:  # LONG1
+                    if file_mode:
+                        pos = fix(pos, 1)
                     need(1, pos)
                     n = data[pos]
+                    if file_mode:
+                        pos = fix(pos + 1, n) - 1
                     need(n, pos + 1)
                     stack.append(int.from_bytes(data[pos + 1:pos + 1 + n], "little", signed=True))
                     pos += 1 + n
                 elif op == 0x8B:  # LONG4
+                    if file_mode:
+                        pos = fix(pos, 4)
                     need(4, pos)
                     n = _I4(data, pos)[0]
                     if n < 0:
                         raise PickleError("LONG pickle has negative byte count", at)
+                    if file_mode:
+                        pos = fix(pos + 4, n) - 4
                     need(n, pos + 4)
                     stack.append(int.from_bytes(data[pos + 4:pos + 4 + n], "little", signed=True)
                                  if n <= 64 else UNKNOWN)
                     pos += 4 + n
                 elif op in (0x49, 0x4C):  # INT I, LONG L
-                    raw, pos = _line(data, pos, end)
+                    raw, pos = read_line(pos)
                     text = raw.decode("ascii", "replace").rstrip("L")
                     if raw == b"00":
                         stack.append(False)
@@ -571,23 +652,23 @@ class PickleMachine:
                         except ValueError:
                             raise PickleError("invalid literal for INT/LONG", at) from None
                 elif op == 0x46:  # FLOAT F
-                    raw, pos = _line(data, pos, end)
+                    raw, pos = read_line(pos)
                     try:
                         stack.append(float(raw))
                     except ValueError:
                         raise PickleError("invalid literal for FLOAT", at) from None
                 elif op == 0x53:  # STRING S
-                    raw, pos = _line(data, pos, end)
+                    raw, pos = read_line(pos)
                     if len(raw) >= 2 and raw[0] == raw[-1] and raw[:1] in (b"'", b'"'):
                         raw = raw[1:-1]
                     else:
                         raise PickleError("the STRING opcode argument must be quoted", at)
                     stack.append(codecs.escape_decode(raw)[0].decode("latin-1"))
                 elif op == 0x56:  # UNICODE V
-                    raw, pos = _line(data, pos, end)
+                    raw, pos = read_line(pos)
                     stack.append(raw.decode("raw-unicode-escape"))
                 elif op in (0x67, 0x70):  # GET g, PUT p
-                    raw, pos = _line(data, pos, end)
+                    raw, pos = read_line(pos)
                     try:
                         idx = int(raw)
                     except ValueError:
@@ -604,13 +685,15 @@ class PickleMachine:
                         memo[idx] = top(at)
                 elif op in (0x50, 0x51):  # PERSID P, BINPERSID Q
                     if op == 0x50:
-                        _, pos = _line(data, pos, end)
+                        _, pos = read_line(pos)
                     else:
                         pop(at)
                     report.persistent_ids += 1
                     stack.append(UNKNOWN)
                 elif op in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
                     width = {0x82: 1, 0x83: 2, 0x84: 4}[op]
+                    if file_mode:
+                        pos = fix(pos, width)
                     need(width, pos)
                     code = int.from_bytes(data[pos:pos + width], "little", signed=(width == 4))
                     pos += width

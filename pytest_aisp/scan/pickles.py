@@ -76,6 +76,13 @@ def scan_pickle(ctx: ScanContext, data: Any, location: str, *, start: int = 0, e
         streams += 1
         opcodes += report.opcodes
         _judge_stream(ctx, data, report, location, depth, torchscript)
+        if report.frame_overruns:
+            # file-based loaders read this stream differently: judge what they would import too
+            as_file = PickleMachine(data, max_stack=limits.max_stack, max_memo=limits.max_memo,
+                                    file_mode=True).run(pos, end)
+            for ref in as_file.globals:
+                ref.opcode += " (as a file-based loader reads it)"
+            _judge_stream(ctx, data, as_file, location, depth, torchscript)
         ctx.bytes_read += max(0, (report.end or report.error_offset or pos) - pos - report.skipped_array_bytes)
         if not report.complete:
             complete = False
