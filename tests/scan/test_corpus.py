@@ -46,6 +46,7 @@ def test_pickle_payload_findings_name_the_global_and_offset(corpus_dir: Path) ->
     ("mal_dynamic_stack_global.pkl", "AISP-SCAN-PICKLE-DYNAMIC-GLOBAL"),
     ("mal_ext_opcode.pkl", "AISP-SCAN-PICKLE-EXT"),
     ("mal_frame_overrun.pkl", "AISP-SCAN-PICKLE-FRAME"),
+    ("mal_frame_file_mode.pkl", "AISP-SCAN-PICKLE-DANGEROUS"),
     ("mal_payload_then_broken.pkl", "AISP-SCAN-PICKLE-BROKEN"),
     ("mal_zip_bad_crc.pt", "AISP-SCAN-ZIP-CRC"),
     ("mal_zip_duplicate.pt", "AISP-SCAN-ZIP-DUPLICATE"),

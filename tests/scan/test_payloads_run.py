@@ -21,6 +21,10 @@ LOADER_SCRIPT = textwrap.dedent("""
                 with open(path, "rb") as handle:
                     pickle.load(handle)
                     pickle.load(handle)
+            elif loader == "pickle-bytesio":
+                import io
+                with open(path, "rb") as handle:
+                    pickle.load(io.BytesIO(handle.read()))
             elif loader == "joblib":
                 import joblib
                 joblib.load(path)
@@ -48,7 +52,7 @@ def test_pickle_joblib_torch_numpy_payloads_really_run(make_corpus, tmp_path: Pa
         warnings.simplefilter("ignore")
         samples = make_corpus.write_malicious(tmp_path / "malicious", tmp_path / "markers")
     runnable = [s for s in samples if s.loader]
-    assert {s.loader for s in runnable} >= {"pickle", "pickle2", "joblib", "torch", "numpy"}
+    assert {s.loader for s in runnable} >= {"pickle", "pickle2", "pickle-bytesio", "joblib", "torch", "numpy"}
     assert not list((tmp_path / "markers").iterdir())
     pairs = [(str(tmp_path / "malicious" / s.name), s.loader) for s in runnable]
     subprocess.run([sys.executable, "-c", LOADER_SCRIPT, json.dumps(pairs)], check=True, timeout=240,
