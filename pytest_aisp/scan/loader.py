@@ -8,6 +8,7 @@ loaded by unpickling, so they are loaded only when the scan found nothing at all
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,9 @@ def _load(path: Path, kind: str, device: str) -> tuple[Any, str]:
                             "torch.serialization.add_safe_globals") from None
     if kind == "torchscript":
         torch = require("torch", "torch")
-        return torch.jit.load(str(path), map_location=device), "torch.jit.load"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # newer torch nudges towards torch.export
+            return torch.jit.load(str(path), map_location=device), "torch.jit.load"
     if kind == "safetensors":
         try:
             from safetensors.torch import load_file
