@@ -153,9 +153,9 @@ def parse_option(spec: OptionSpec, raw: Any, source: str) -> Any:
     try:
         return spec.parse(raw)
     except (TypeError, ValueError) as exc:
-        raise SettingError(
-            f"{spec.flag} (from {source}) got {raw!r}: {exc}; allowed: {spec.allowed}"
-        ) from None
+        reason = str(exc)
+        allowed = "" if spec.allowed in reason or "use one of" in reason else f"; allowed: {spec.allowed}"
+        raise SettingError(f"{spec.flag} (from {source}) got {raw!r}: {reason}{allowed}") from None
 
 
 def resolve_settings(
