@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def baseline_update(args: argparse.Namespace) -> int:
     """Accept every finding of the last report into the baseline (existing reasons and expiries kept)."""
-    entries, _ = read_json_report(args.report_dir / JSON_REPORT_NAME)
+    entries = read_json_report(args.report_dir / JSON_REPORT_NAME).entries
     previous = load_baseline(args.baseline) if args.baseline.exists() else None
     pairs = [(e.nodeid or "*", e.finding) for e in entries]
     baseline = baseline_from_findings(pairs, reason=args.reason, previous=previous)

@@ -143,3 +143,4 @@ def test_json_report_records_entries_and_outcomes(findings_project: pytest.Pytes
     assert body["outcomes"]["test_models.py::test_weak"] == "failed"
     assert body["outcomes"]["test_models.py::test_clean"] == "passed"
     assert {e["finding"]["rule_id"] for e in body["entries"]} == {"AISP-ROBUST-EVASION", "AISP-ROBUST-NOTE"}
+    assert body["metrics"]["test_models.py::test_weak"] == {"robust_acc": 0.41}
