@@ -145,7 +145,7 @@ def test_one():
 
 
 def test_ingest_rejects_folders_without_reports(tmp_path: Path) -> None:
-    with pytest.raises(AispError, match="neither aisp-findings.json nor a .sarif"):
+    with pytest.raises(AispError, match=r"neither aisp-findings\.json nor a \.sarif"):
         record_from_report_dir(tmp_path, RunInfo("k", "t"))
     (tmp_path / "x.sarif").write_text(json.dumps({"no": "runs"}))
     with pytest.raises(AispError, match="is not a SARIF file"):
