@@ -198,6 +198,15 @@ def finish(session: pytest.Session) -> None:
             path = settings.resolve(settings.report_dir) / JSON_REPORT_NAME
             write_json_report(path, state)
             state.written.append(f"findings {path}")
+        if settings.history:
+            from pytest_aisp.dashboard.ingest import record_session
+
+            url = settings.history
+            if "://" not in url:
+                url = str(settings.resolve(Path(url)))
+            run_id = record_session(url, settings.rootdir, entries=state.entries, outcomes=state.outcomes,
+                                    metrics=state.metrics)
+            state.written.append(f"history run {run_id} into {url}")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if github.is_github_actions(os.environ) and summary:
             github.append_summary(Path(summary), state.entries)

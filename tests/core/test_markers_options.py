@@ -63,6 +63,7 @@ VALUES = {
     "sarif": ("out.sarif", "out.sarif"),
     "sonar": ("sonar.json", "sonar.json"),
     "report_dir": ("reports", "reports"),
+    "history": ("hist.db", "hist.db"),
 }
 SHOW = """
 from pathlib import Path
