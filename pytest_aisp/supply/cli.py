@@ -20,23 +20,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_provenance(subparsers)
     bom = subparsers.add_parser("bom", help="write a CycloneDX 1.6 ML-BOM of models, datasets and files")
     bom.add_argument("manifest", nargs="?", default="aisp-manifest.json", help="manifest to describe")
-    bom.add_argument("-o", "--output", default="bom.cdx.json", help="where to write the BOM (default bom.cdx.json)")
+    bom.add_argument(
+        "-o", "--output", default="bom.cdx.json", help="where to write the BOM (default bom.cdx.json)"
+    )
     bom.add_argument("--provenance", help="provenance statement: products depend on materials in the BOM")
     bom.add_argument("--name", help="name of the top component (default: the root directory's name)")
     bom.add_argument("--version", dest="bom_version", default="", help="version of the top component")
     bom.set_defaults(func=_bom)
     pins = subparsers.add_parser("pins", help="check that dependencies are pinned (and hashed)")
-    pins.add_argument("root", nargs="?", default=".", help="directory with requirements*.txt, pyproject.toml, locks")
+    pins.add_argument(
+        "root", nargs="?", default=".", help="directory with requirements*.txt, pyproject.toml, locks"
+    )
     pins.add_argument("--no-hashes", action="store_true", help="do not require --hash in requirements files")
     _add_output(pins, default_fail_on="low")
     pins.set_defaults(func=_pins)
 
 
 def _add_output(parser: argparse.ArgumentParser, default_fail_on: str = "medium") -> None:
-    parser.add_argument("--fail-on", default=default_fail_on, choices=[s.value for s in Severity],
-                        help=f"lowest severity that makes the exit code 1 (default {default_fail_on})")
-    parser.add_argument("--format", dest="output_format", default="text", choices=["text", "json", "sarif"],
-                        help="output format on stdout (default text)")
+    parser.add_argument(
+        "--fail-on",
+        default=default_fail_on,
+        choices=[s.value for s in Severity],
+        help=f"lowest severity that makes the exit code 1 (default {default_fail_on})",
+    )
+    parser.add_argument(
+        "--format",
+        dest="output_format",
+        default="text",
+        choices=["text", "json", "sarif"],
+        help="output format on stdout (default text)",
+    )
 
 
 def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
@@ -47,14 +60,28 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("root", metavar="DIR")
     create.add_argument("-o", "--output", help="manifest path (default DIR/aisp-manifest.json)")
     create.add_argument("--alg", default="sha256", choices=["sha256", "blake3"], help="digest algorithm")
-    create.add_argument("--kind", action="append", default=[], metavar="KIND=GLOB",
-                        help="classify matching files (model, dataset, script, config, pipeline, other)")
-    create.add_argument("--ignore", action="append", default=[], metavar="GLOB",
-                        help="leave matching paths out (dir/ for a directory); repeatable")
-    create.add_argument("--no-default-ignores", action="store_true",
-                        help="also record .git/, __pycache__/ and .pytest_cache/")
-    create.add_argument("--allow-symlinks", action="store_true",
-                        help="record symbolic links that stay inside DIR (never followed)")
+    create.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        metavar="KIND=GLOB",
+        help="classify matching files (model, dataset, script, config, pipeline, other)",
+    )
+    create.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave matching paths out (dir/ for a directory); repeatable",
+    )
+    create.add_argument(
+        "--no-default-ignores", action="store_true", help="also record .git/, __pycache__/ and .pytest_cache/"
+    )
+    create.add_argument(
+        "--allow-symlinks",
+        action="store_true",
+        help="record symbolic links that stay inside DIR (never followed)",
+    )
     create.add_argument("--scan", action="store_true", help="record the static scan verdict of each model")
     create.add_argument("--workers", type=int, default=None, help="files hashed at once (default: cores)")
     create.add_argument("--key", help="sign the new manifest with this private key (PEM)")
@@ -65,8 +92,12 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--root", help="directory to check (default: the root recorded in the manifest)")
     verify.add_argument("--pubkey", help="public key (PEM) the manifest must be signed with")
     verify.add_argument("--signature", help="signature file (default MANIFEST.sig)")
-    verify.add_argument("--allow-symlinks", action="store_true", default=None,
-                        help="accept new links that stay inside the root")
+    verify.add_argument(
+        "--allow-symlinks",
+        action="store_true",
+        default=None,
+        help="accept new links that stay inside the root",
+    )
     verify.add_argument("--workers", type=int, default=None, help="files hashed at once (default: cores)")
     _add_output(verify)
     verify.set_defaults(func=_manifest_verify)
@@ -75,29 +106,46 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
     sign.add_argument("manifest", metavar="MANIFEST")
     sign.add_argument("--key", required=True, help="private key (PEM)")
     sign.add_argument("--password-env", metavar="VAR", help="environment variable holding the key's password")
-    sign.add_argument("--format", dest="sign_format", default="aisp", choices=["aisp", "model-signing"],
-                      help="aisp: MANIFEST.sig; model-signing: an OpenSSF model-signing bundle (ECDSA keys)")
+    sign.add_argument(
+        "--format",
+        dest="sign_format",
+        default="aisp",
+        choices=["aisp", "model-signing"],
+        help="aisp: MANIFEST.sig; model-signing: an OpenSSF model-signing bundle (ECDSA keys)",
+    )
     sign.add_argument("-o", "--output", help="signature path (default MANIFEST.sig, or ROOT/model.sig)")
-    sign.add_argument("--root", help="model directory for --format model-signing (default: the manifest's root)")
+    sign.add_argument(
+        "--root", help="model directory for --format model-signing (default: the manifest's root)"
+    )
     sign.set_defaults(func=_manifest_sign)
 
     keygen = sub.add_parser("keygen", help="write a new key pair (for tests and first setups)")
     keygen.add_argument("private", metavar="PRIVATE.pem")
     keygen.add_argument("public", metavar="PUBLIC.pem")
-    keygen.add_argument("--type", dest="key_type", default="ed25519", choices=["ed25519", "ecdsa-p256-sha256"])
+    keygen.add_argument(
+        "--type", dest="key_type", default="ed25519", choices=["ed25519", "ecdsa-p256-sha256"]
+    )
     keygen.set_defaults(func=_manifest_keygen)
     manifest.set_defaults(func=lambda args: _missing_action(manifest))
 
 
 def _register_provenance(subparsers: argparse._SubParsersAction) -> None:
     provenance = subparsers.add_parser("provenance", help="record and verify in-toto / SLSA build provenance")
-    sub = provenance.add_subparsers(dest="provenance_command", metavar="ACTION", parser_class=type(provenance))
-    run = sub.add_parser("run", help="run CMD, recording materials before and products after it",
-                         usage="aisp provenance run --materials PATH... --products PATH... [-o OUT] "
-                               "[--key KEY] -- CMD...")
-    run.add_argument("--materials", nargs="+", default=[], metavar="PATH", help="inputs: data, scripts, configs")
+    sub = provenance.add_subparsers(
+        dest="provenance_command", metavar="ACTION", parser_class=type(provenance)
+    )
+    run = sub.add_parser(
+        "run",
+        help="run CMD, recording materials before and products after it",
+        usage="aisp provenance run --materials PATH... --products PATH... [-o OUT] [--key KEY] -- CMD...",
+    )
+    run.add_argument(
+        "--materials", nargs="+", default=[], metavar="PATH", help="inputs: data, scripts, configs"
+    )
     run.add_argument("--products", nargs="+", required=True, metavar="PATH", help="outputs: models, reports")
-    run.add_argument("-o", "--output", default="provenance.intoto.json", help="statement (or DSSE envelope) path")
+    run.add_argument(
+        "-o", "--output", default="provenance.intoto.json", help="statement (or DSSE envelope) path"
+    )
     run.add_argument("--key", help="sign the statement as a DSSE envelope with this private key (PEM)")
     run.add_argument("--root", default=".", help="paths are recorded relative to this directory (default .)")
     run.add_argument("--alg", default="sha256", choices=["sha256", "blake3"])
@@ -105,7 +153,9 @@ def _register_provenance(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_provenance_run)
     verify = sub.add_parser("verify", help="check products and materials against a provenance statement")
     verify.add_argument("statement", nargs="?", default="provenance.intoto.json")
-    verify.add_argument("--root", default=".", help="directory the recorded paths are relative to (default .)")
+    verify.add_argument(
+        "--root", default=".", help="directory the recorded paths are relative to (default .)"
+    )
     verify.add_argument("--pubkey", help="public key the statement must be signed with")
     _add_output(verify)
     verify.set_defaults(func=_provenance_verify)
@@ -125,14 +175,24 @@ def _manifest_create(args: argparse.Namespace) -> int:
 
     root = Path(args.root)
     output = Path(args.output) if args.output else root / DEFAULT_NAME
-    manifest = create_manifest(root, algorithm=args.alg, kinds=args.kind, ignore=args.ignore,
-                               default_ignores=not args.no_default_ignores, allow_symlinks=args.allow_symlinks,
-                               scan=args.scan, manifest_path=output, argv=["aisp", *sys.argv[1:]],
-                               workers=args.workers)
+    manifest = create_manifest(
+        root,
+        algorithm=args.alg,
+        kinds=args.kind,
+        ignore=args.ignore,
+        default_ignores=not args.no_default_ignores,
+        allow_symlinks=args.allow_symlinks,
+        scan=args.scan,
+        manifest_path=output,
+        argv=["aisp", *sys.argv[1:]],
+        workers=args.workers,
+    )
     save_manifest(manifest, output)
     total = sum(e.size or 0 for e in manifest.entries)
-    print(f"wrote {output}: {len(manifest.entries)} entries, {total} bytes, {manifest.algorithm} "
-          f"root_digest {manifest.root_digest}")
+    print(
+        f"wrote {output}: {len(manifest.entries)} entries, {total} bytes, {manifest.algorithm} "
+        f"root_digest {manifest.root_digest}"
+    )
     if args.key:
         from pytest_aisp.supply.signing import sign_manifest
 
@@ -143,12 +203,21 @@ def _manifest_create(args: argparse.Namespace) -> int:
 def _manifest_verify(args: argparse.Namespace) -> int:
     from pytest_aisp.supply.verify import verify_manifest
 
-    result = verify_manifest(args.manifest, args.root, pubkey=args.pubkey, signature=args.signature,
-                             allow_symlinks=args.allow_symlinks, workers=args.workers)
+    result = verify_manifest(
+        args.manifest,
+        args.root,
+        pubkey=args.pubkey,
+        signature=args.signature,
+        allow_symlinks=args.allow_symlinks,
+        workers=args.workers,
+    )
     if args.output_format == "text":
         print(format_integrity_table(result))
-    return _emit(args, result.findings, extra={"root": str(result.root), "metrics": dict(result.metrics),
-                                               "signature": result.signature})
+    return _emit(
+        args,
+        result.findings,
+        extra={"root": str(result.root), "metrics": dict(result.metrics), "signature": result.signature},
+    )
 
 
 def format_integrity_table(result: object) -> str:
@@ -168,9 +237,11 @@ def format_integrity_table(result: object) -> str:
             lines.append(f"{change.change.ljust(width)}  {change.path.ljust(path_width)}  {change.detail}")
     m = result.metrics
     state = "INTACT" if result.ok else "CHANGED"
-    lines.append(f"{state}: {result.root} against {result.manifest_path}: {result.summary()}; "
-                 f"{int(m['files_checked'])} entries, {int(m['files_hashed'])} files hashed "
-                 f"({int(m['bytes_hashed'])} bytes), signature {result.signature}")
+    lines.append(
+        f"{state}: {result.root} against {result.manifest_path}: {result.summary()}; "
+        f"{int(m['files_checked'])} entries, {int(m['files_hashed'])} files hashed "
+        f"({int(m['bytes_hashed'])} bytes), signature {result.signature}"
+    )
     return "\n".join(lines)
 
 
@@ -195,7 +266,9 @@ def _manifest_sign(args: argparse.Namespace) -> int:
     if args.sign_format == "model-signing":
         from pytest_aisp.supply.modelsig import sign_model_signing
 
-        out = sign_model_signing(args.manifest, args.key, output=args.output, root=args.root, password=password)
+        out = sign_model_signing(
+            args.manifest, args.key, output=args.output, root=args.root, password=password
+        )
     else:
         from pytest_aisp.supply.signing import sign_manifest
 
@@ -219,10 +292,19 @@ def _provenance_run(args: argparse.Namespace) -> int:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
-        raise AispError("give the build command after --, e.g. aisp provenance run --materials data "
-                        "--products model.pt -- python train.py")
-    out = record_provenance(cmd, materials=args.materials, products=args.products, output=args.output,
-                            key=args.key, root=args.root, algorithm=args.alg)
+        raise AispError(
+            "give the build command after --, e.g. aisp provenance run --materials data "
+            "--products model.pt -- python train.py"
+        )
+    out = record_provenance(
+        cmd,
+        materials=args.materials,
+        products=args.products,
+        output=args.output,
+        key=args.key,
+        root=args.root,
+        algorithm=args.alg,
+    )
     print(f"wrote {out}")
     return EXIT_OK
 
@@ -234,16 +316,20 @@ def _provenance_verify(args: argparse.Namespace) -> int:
     if args.output_format == "text":
         for finding in result.findings:
             print(finding.one_line())
-        print(f"{'INTACT' if result.ok else 'CHANGED'}: {len(result.subjects)} products, "
-              f"{len(result.materials)} materials checked against {args.statement}; signature {result.signature}")
+        print(
+            f"{'INTACT' if result.ok else 'CHANGED'}: {len(result.subjects)} products, "
+            f"{len(result.materials)} materials checked against {args.statement};"
+            f" signature {result.signature}"
+        )
     return _emit(args, result.findings)
 
 
 def _bom(args: argparse.Namespace) -> int:
     from pytest_aisp.supply.bom import write_bom
 
-    out = write_bom(args.manifest, args.output, provenance=args.provenance, name=args.name,
-                    version=args.bom_version)
+    out = write_bom(
+        args.manifest, args.output, provenance=args.provenance, name=args.name, version=args.bom_version
+    )
     print(f"wrote {out}")
     return EXIT_OK
 

@@ -99,7 +99,10 @@ def default_workers() -> int:
 
 
 def digest_files(
-    paths: Sequence[Path], algorithm: str = "sha256", *, workers: int | None = None,
+    paths: Sequence[Path],
+    algorithm: str = "sha256",
+    *,
+    workers: int | None = None,
     sizes: Iterable[int] | None = None,
 ) -> list[FileDigest | AispError]:
     """Hash ``paths`` in parallel, one thread per core (hashlib and blake3 release the GIL).

@@ -34,25 +34,85 @@ ENTRY_TYPES: tuple[str, ...] = ("file", "symlink")
 DEFAULT_IGNORES: tuple[str, ...] = (".git/", "__pycache__/", ".pytest_cache/")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
-MODEL_SUFFIXES = frozenset({
-    ".pt", ".pth", ".bin", ".safetensors", ".onnx", ".h5", ".hdf5", ".keras", ".pkl", ".pickle",
-    ".joblib", ".gguf", ".ggml", ".ckpt", ".pb", ".tflite", ".mlmodel", ".msgpack", ".mar", ".llamafile",
-})
-DATASET_SUFFIXES = frozenset({
-    ".csv", ".tsv", ".parquet", ".jsonl", ".npy", ".npz", ".arrow", ".feather", ".tfrecord",
-    ".avro", ".orc", ".wav", ".flac", ".jpg", ".jpeg", ".png", ".txt.gz", ".zarr",
-})
+MODEL_SUFFIXES = frozenset(
+    {
+        ".pt",
+        ".pth",
+        ".bin",
+        ".safetensors",
+        ".onnx",
+        ".h5",
+        ".hdf5",
+        ".keras",
+        ".pkl",
+        ".pickle",
+        ".joblib",
+        ".gguf",
+        ".ggml",
+        ".ckpt",
+        ".pb",
+        ".tflite",
+        ".mlmodel",
+        ".msgpack",
+        ".mar",
+        ".llamafile",
+    }
+)
+DATASET_SUFFIXES = frozenset(
+    {
+        ".csv",
+        ".tsv",
+        ".parquet",
+        ".jsonl",
+        ".npy",
+        ".npz",
+        ".arrow",
+        ".feather",
+        ".tfrecord",
+        ".avro",
+        ".orc",
+        ".wav",
+        ".flac",
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".txt.gz",
+        ".zarr",
+    }
+)
 SCRIPT_SUFFIXES = frozenset({".py", ".sh", ".bash", ".ipynb", ".r", ".jl", ".ps1", ".bat"})
 CONFIG_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".lock"})
 PIPELINE_GLOBS: tuple[str, ...] = (
-    "Jenkinsfile", "*/Jenkinsfile", "Jenkinsfile.*", ".github/workflows/*", ".gitlab-ci.yml",
-    ".circleci/*", "azure-pipelines.yml", ".buildkite/*", "bitbucket-pipelines.yml", "tox.ini",
-    ".ci/*", "Makefile", "dvc.yaml", "dvc.lock",
+    "Jenkinsfile",
+    "*/Jenkinsfile",
+    "Jenkinsfile.*",
+    ".github/workflows/*",
+    ".gitlab-ci.yml",
+    ".circleci/*",
+    "azure-pipelines.yml",
+    ".buildkite/*",
+    "bitbucket-pipelines.yml",
+    "tox.ini",
+    ".ci/*",
+    "Makefile",
+    "dvc.yaml",
+    "dvc.lock",
 )
-CONFIG_NAMES = frozenset({
-    "requirements.txt", "pyproject.toml", "setup.cfg", "setup.py", "poetry.lock", "uv.lock",
-    "Pipfile", "Pipfile.lock", "Dockerfile", "environment.yml", "conda-lock.yml",
-})
+CONFIG_NAMES = frozenset(
+    {
+        "requirements.txt",
+        "pyproject.toml",
+        "setup.cfg",
+        "setup.py",
+        "poetry.lock",
+        "uv.lock",
+        "Pipfile",
+        "Pipfile.lock",
+        "Dockerfile",
+        "environment.yml",
+        "conda-lock.yml",
+    }
+)
 
 
 class ManifestError(AispError):
@@ -77,8 +137,13 @@ class ManifestEntry:
     scan: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"path": self.path, "kind": self.kind, "type": self.type,
-                                "size": self.size, "digest": self.digest}
+        data: dict[str, Any] = {
+            "path": self.path,
+            "kind": self.kind,
+            "type": self.type,
+            "size": self.size,
+            "digest": self.digest,
+        }
         if self.target is not None:
             data["target"] = self.target
         if self.scan is not None:
@@ -163,9 +228,11 @@ def matches(path: str, pattern: str, *, is_dir: bool = False) -> bool:
         return fnmatch.fnmatchcase(path, name) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], name)
     if "/" not in pattern:
         return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
-    return fnmatch.fnmatchcase(path, pattern) or (
-        pattern.startswith("**/") and fnmatch.fnmatchcase(path, pattern[3:])
-    ) or fnmatch.fnmatchcase(path, pattern.replace("/**/", "/"))
+    return (
+        fnmatch.fnmatchcase(path, pattern)
+        or (pattern.startswith("**/") and fnmatch.fnmatchcase(path, pattern[3:]))
+        or fnmatch.fnmatchcase(path, pattern.replace("/**/", "/"))
+    )
 
 
 def is_ignored(path: str, patterns: Iterable[str], *, is_dir: bool = False) -> bool:
@@ -263,12 +330,33 @@ def compute_root_digest(entries: Iterable[ManifestEntry], algorithm: str) -> str
 # --- provenance block --------------------------------------------------------------------------
 
 _CI_VARIABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("GITHUB_ACTIONS", "github-actions",
-     ("GITHUB_REPOSITORY", "GITHUB_WORKFLOW", "GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT", "GITHUB_REF",
-      "GITHUB_SHA", "GITHUB_ACTOR", "RUNNER_NAME")),
+    (
+        "GITHUB_ACTIONS",
+        "github-actions",
+        (
+            "GITHUB_REPOSITORY",
+            "GITHUB_WORKFLOW",
+            "GITHUB_RUN_ID",
+            "GITHUB_RUN_ATTEMPT",
+            "GITHUB_REF",
+            "GITHUB_SHA",
+            "GITHUB_ACTOR",
+            "RUNNER_NAME",
+        ),
+    ),
     ("JENKINS_URL", "jenkins", ("JOB_NAME", "BUILD_NUMBER", "BUILD_URL", "GIT_COMMIT", "NODE_NAME")),
-    ("GITLAB_CI", "gitlab-ci", ("CI_PROJECT_PATH", "CI_PIPELINE_ID", "CI_JOB_ID", "CI_COMMIT_SHA",
-                                "CI_JOB_URL", "GITLAB_USER_LOGIN")),
+    (
+        "GITLAB_CI",
+        "gitlab-ci",
+        (
+            "CI_PROJECT_PATH",
+            "CI_PIPELINE_ID",
+            "CI_JOB_ID",
+            "CI_COMMIT_SHA",
+            "CI_JOB_URL",
+            "GITLAB_USER_LOGIN",
+        ),
+    ),
 )
 
 
@@ -283,8 +371,9 @@ def builder_identity(environ: Mapping[str, str] | None = None) -> dict[str, str]
 
 def _git(root: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
-                              check=False)
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -313,8 +402,10 @@ def git_state(root: Path) -> dict[str, Any]:
 
 
 def provenance_block(root: Path, argv: Sequence[str] | None) -> dict[str, Any]:
-    block: dict[str, Any] = {"command": list(argv) if argv is not None else list(sys.argv),
-                             "builder": builder_identity()}
+    block: dict[str, Any] = {
+        "command": list(argv) if argv is not None else list(sys.argv),
+        "builder": builder_identity(),
+    }
     git = git_state(root)
     if git:
         block["git"] = git
@@ -358,11 +449,15 @@ def create_manifest(
     from pytest_aisp import __version__
 
     return Manifest(
-        algorithm=algorithm, entries=tuple(entries), root=rel_root, ignore=patterns,
+        algorithm=algorithm,
+        entries=tuple(entries),
+        root=rel_root,
+        ignore=patterns,
         allow_symlinks=allow_symlinks,
         created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         tool={"name": "pytest-aisp", "version": __version__},
-        provenance=provenance_block(root, argv), root_digest=compute_root_digest(entries, algorithm),
+        provenance=provenance_block(root, argv),
+        root_digest=compute_root_digest(entries, algorithm),
     )
 
 
@@ -378,29 +473,47 @@ def _own_files(root: Path, manifest_path: Path | None) -> tuple[str, ...]:
 
 
 def _entries_from_nodes(
-    root: Path, nodes: Sequence[Node], algorithm: str, kind_globs: Sequence[tuple[str, str]],
-    allow_symlinks: bool, workers: int | None,
+    root: Path,
+    nodes: Sequence[Node],
+    algorithm: str,
+    kind_globs: Sequence[tuple[str, str]],
+    allow_symlinks: bool,
+    workers: int | None,
 ) -> list[ManifestEntry]:
     entries: list[ManifestEntry] = []
     files: list[Node] = []
     for node in nodes:
         if node.type == "other":
-            raise AispError(f"{root / node.path} is not a regular file (a device, socket or pipe); "
-                            "remove it or --ignore it")
+            raise AispError(
+                f"{root / node.path} is not a regular file (a device, socket or pipe); "
+                "remove it or --ignore it"
+            )
         if node.type == "symlink":
             if not allow_symlinks:
-                raise AispError(f"{root / node.path} is a symbolic link; links are refused "
-                                "(pass --allow-symlinks to record links that stay inside the root)")
+                raise AispError(
+                    f"{root / node.path} is a symbolic link; links are refused "
+                    "(pass --allow-symlinks to record links that stay inside the root)"
+                )
             if not link_stays_inside(root, node.path, node.target or ""):
-                raise AispError(f"{root / node.path} links to {node.target!r}, outside {root}; "
-                                "copy the file in instead")
+                raise AispError(
+                    f"{root / node.path} links to {node.target!r}, outside {root}; copy the file in instead"
+                )
             target = node.target or ""
-            entries.append(ManifestEntry(node.path, classify(node.path, kind_globs), len(target.encode()),
-                                         digest_bytes(target.encode(), algorithm), "symlink", target))
+            entries.append(
+                ManifestEntry(
+                    node.path,
+                    classify(node.path, kind_globs),
+                    len(target.encode()),
+                    digest_bytes(target.encode(), algorithm),
+                    "symlink",
+                    target,
+                )
+            )
         else:
             files.append(node)
-    results = digest_files([root / n.path for n in files], algorithm, workers=workers,
-                           sizes=[n.size for n in files])
+    results = digest_files(
+        [root / n.path for n in files], algorithm, workers=workers, sizes=[n.size for n in files]
+    )
     for node, result in zip(files, results):
         if isinstance(result, AispError):
             raise result
@@ -414,8 +527,10 @@ def scan_models(root: Path, entries: Sequence[ManifestEntry]) -> list[ManifestEn
     try:
         from pytest_aisp.scan import scan_artifact  # type: ignore[attr-defined]
     except ImportError:
-        raise AispError("--scan needs the static-analysis module (pytest_aisp.scan.scan_artifact), "
-                        "which this installation does not have; create the manifest without --scan") from None
+        raise AispError(
+            "--scan needs the static-analysis module (pytest_aisp.scan.scan_artifact), "
+            "which this installation does not have; create the manifest without --scan"
+        ) from None
     scanned = []
     for entry in entries:
         if entry.kind != "model" or entry.type != "file":
@@ -452,8 +567,9 @@ def load_manifest(path: Path | str) -> Manifest:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise AispError(f"manifest {path} does not exist; create it with `aisp manifest create DIR -o {path}`") \
-            from None
+        raise AispError(
+            f"manifest {path} does not exist; create it with `aisp manifest create DIR -o {path}`"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"manifest {path} cannot be read: {exc}") from None
     try:
@@ -469,7 +585,7 @@ def load_manifest(path: Path | str) -> Manifest:
 def manifest_from_dict(data: Any) -> Manifest:
     """Build a :class:`Manifest` from parsed JSON, checking every field and every entry path."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ManifestError(f"not an {FORMAT} document (no \"format\": \"{FORMAT}\")")
+        raise ManifestError(f'not an {FORMAT} document (no "format": "{FORMAT}")')
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ManifestError(f"schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}")
     algorithm = data.get("algorithm")
@@ -498,12 +614,20 @@ def manifest_from_dict(data: Any) -> Manifest:
     recorded = data.get("root_digest")
     actual = compute_root_digest(entries, str(algorithm))
     if recorded != actual:
-        raise ManifestError(f"root_digest {recorded!r} does not match the entries ({actual}): "
-                            "the entries were edited after the manifest was made; recreate it")
+        raise ManifestError(
+            f"root_digest {recorded!r} does not match the entries ({actual}): "
+            "the entries were edited after the manifest was made; recreate it"
+        )
     return Manifest(
-        algorithm=str(algorithm), entries=tuple(entries), root=root, ignore=tuple(ignore),
-        allow_symlinks=bool(data.get("allow_symlinks", False)), created=str(data.get("created", "")),
-        tool=dict(data.get("tool") or {}), provenance=dict(data.get("provenance") or {}), root_digest=actual,
+        algorithm=str(algorithm),
+        entries=tuple(entries),
+        root=root,
+        ignore=tuple(ignore),
+        allow_symlinks=bool(data.get("allow_symlinks", False)),
+        created=str(data.get("created", "")),
+        tool=dict(data.get("tool") or {}),
+        provenance=dict(data.get("provenance") or {}),
+        root_digest=actual,
     )
 
 
@@ -519,7 +643,9 @@ def _entry_from_dict(raw: Any, index: int) -> ManifestEntry:
         raise ManifestError(f"entry {index} ({path}): kind {kind!r} is not one of {', '.join(KINDS)}")
     entry_type = raw.get("type", "file")
     if entry_type not in ENTRY_TYPES:
-        raise ManifestError(f"entry {index} ({path}): type {entry_type!r} is not one of {', '.join(ENTRY_TYPES)}")
+        raise ManifestError(
+            f"entry {index} ({path}): type {entry_type!r} is not one of {', '.join(ENTRY_TYPES)}"
+        )
     size = raw.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ManifestError(f"entry {index} ({path}): size {size!r} is not a non-negative integer")
@@ -530,8 +656,15 @@ def _entry_from_dict(raw: Any, index: int) -> ManifestEntry:
     if entry_type == "symlink" and (not isinstance(target, str) or "\x00" in target):
         raise ManifestError(f"entry {index} ({path}): a symlink entry needs its target")
     scan = raw.get("scan")
-    return ManifestEntry(path, kind, size, digest, entry_type, target if entry_type == "symlink" else None,
-                         scan if isinstance(scan, dict) else None)
+    return ManifestEntry(
+        path,
+        kind,
+        size,
+        digest,
+        entry_type,
+        target if entry_type == "symlink" else None,
+        scan if isinstance(scan, dict) else None,
+    )
 
 
 def entry_digest_of(path: Path, algorithm: str) -> FileDigest:

@@ -18,9 +18,9 @@ from typing import Any
 from pytest_aisp.backends import require
 from pytest_aisp.findings import AispError, Finding, Severity
 from pytest_aisp.supply.manifest import (
-    ManifestError,
     Manifest,
     ManifestEntry,
+    ManifestError,
     check_entry_path,
     classify,
     compute_root_digest,
@@ -48,8 +48,14 @@ def _backend() -> Any:
     return require("model_signing", "sign")
 
 
-def sign_model_signing(manifest_path: Path | str, key_path: Path | str, *, output: Path | str | None = None,
-                       root: Path | str | None = None, password: str | None = None) -> Path:
+def sign_model_signing(
+    manifest_path: Path | str,
+    key_path: Path | str,
+    *,
+    output: Path | str | None = None,
+    root: Path | str | None = None,
+    password: str | None = None,
+) -> Path:
     """Write a model-signing bundle (default ``ROOT/model.sig``) for the files in the manifest."""
     _backend()
     from model_signing import manifest as ms_manifest
@@ -64,20 +70,29 @@ def sign_model_signing(manifest_path: Path | str, key_path: Path | str, *, outpu
     root_path = Path(root) if root else default_root(manifest_path, manifest)
     out = Path(output) if output else root_path / "model.sig"
     if any(e.type != "file" for e in manifest.entries):
-        raise AispError("model-signing key bundles cannot record symbolic links; recreate the manifest "
-                        "without --allow-symlinks or sign it in the aisp format")
+        raise AispError(
+            "model-signing key bundles cannot record symbolic links; recreate the manifest "
+            "without --allow-symlinks or sign it in the aisp format"
+        )
     ignores = _literal_ignores(manifest, manifest_path, out, root_path)
-    serialization = ms_manifest._FileSerialization(manifest.algorithm, False, [PurePosixPath(p) for p in ignores])
-    items = [ms_manifest.FileManifestItem(path=PurePosixPath(e.path),
-                                          digest=ms_hashing.Digest(manifest.algorithm, bytes.fromhex(e.digest)))
-             for e in manifest.entries]
+    serialization = ms_manifest._FileSerialization(
+        manifest.algorithm, False, [PurePosixPath(p) for p in ignores]
+    )
+    items = [
+        ms_manifest.FileManifestItem(
+            path=PurePosixPath(e.path), digest=ms_hashing.Digest(manifest.algorithm, bytes.fromhex(e.digest))
+        )
+        for e in manifest.entries
+    ]
     name = root_path.resolve().name or "model"
     payload = ms_signing.Payload(ms_manifest.Manifest(name, items, serialization))
     try:
         signer = sign_ec_key.Signer(Path(key_path), password.encode() if password else None)
     except (ValueError, TypeError) as exc:
-        raise AispError(f"{key_path}: model-signing key bundles need an ECDSA P-256/P-384/P-521 private key "
-                        f"in PEM ({exc})") from None
+        raise AispError(
+            f"{key_path}: model-signing key bundles need an ECDSA P-256/P-384/P-521 private key "
+            f"in PEM ({exc})"
+        ) from None
     signer.sign(payload).write(out)
     return out
 
@@ -117,15 +132,21 @@ def read_bundle(path: Path | str, pubkey: Path | str) -> Bundle:
     try:
         verifier = sign_ec_key.Verifier(Path(pubkey))
     except Exception as exc:  # a non-EC key fails inside the package with AttributeError
-        raise AispError(f"{pubkey}: model-signing bundles are checked with an ECDSA public key in PEM ({exc})") \
-            from None
+        raise AispError(
+            f"{pubkey}: model-signing bundles are checked with an ECDSA public key in PEM ({exc})"
+        ) from None
     finding = None
     try:
         their_manifest = verifier.verify(signature)
     except Exception as exc:  # the package raises ValueError or cryptography errors, with raw bytes
-        finding = Finding(RULE_SIGNATURE, Severity.CRITICAL,
-                          f"model-signing bundle signature does not verify with {pubkey}: "
-                          f"{type(exc).__name__}: {str(exc)[:200]}", str(path), {"bundle": str(path)})
+        finding = Finding(
+            RULE_SIGNATURE,
+            Severity.CRITICAL,
+            f"model-signing bundle signature does not verify with {pubkey}: "
+            f"{type(exc).__name__}: {str(exc)[:200]}",
+            str(path),
+            {"bundle": str(path)},
+        )
         their_manifest = ms_signing.dsse_payload_to_manifest(_unverified_payload(path))
     return Bundle(*_to_manifest(their_manifest, path), finding)
 
@@ -141,12 +162,16 @@ def _unverified_payload(path: Path) -> dict[str, Any]:
 def _to_manifest(their_manifest: Any, bundle_path: Path) -> tuple[Manifest, tuple[str, ...]]:
     params = their_manifest.serialization_type
     if params.get("method") != "files":
-        raise ManifestError(f"{bundle_path} uses model-signing {params.get('method')!r} serialization; "
-                            "only 'files' is supported (verify it with model_signing itself)")
+        raise ManifestError(
+            f"{bundle_path} uses model-signing {params.get('method')!r} serialization; "
+            "only 'files' is supported (verify it with model_signing itself)"
+        )
     algorithm = _ALGORITHMS.get(str(params.get("hash_type")))
     if algorithm is None:
-        raise ManifestError(f"{bundle_path}: hash type {params.get('hash_type')!r} is not supported "
-                            f"(use {', '.join(_ALGORITHMS)})")
+        raise ManifestError(
+            f"{bundle_path}: hash type {params.get('hash_type')!r} is not supported "
+            f"(use {', '.join(_ALGORITHMS)})"
+        )
     entries = []
     seen = set()
     for rd in their_manifest.resource_descriptors():
@@ -160,7 +185,12 @@ def _to_manifest(their_manifest: Any, bundle_path: Path) -> tuple[Manifest, tupl
         literal = PurePosixPath(str(raw)).as_posix().strip("/")
         if literal and ".." not in literal.split("/"):
             ignores.extend([literal, literal + "/"])
-    manifest = Manifest(algorithm=algorithm, entries=tuple(sorted(entries, key=lambda e: e.path)), ignore=(),
-                        allow_symlinks=bool(params.get("allow_symlinks", False)),
-                        root_digest=compute_root_digest(entries, algorithm), source="model-signing")
+    manifest = Manifest(
+        algorithm=algorithm,
+        entries=tuple(sorted(entries, key=lambda e: e.path)),
+        ignore=(),
+        allow_symlinks=bool(params.get("allow_symlinks", False)),
+        root_digest=compute_root_digest(entries, algorithm),
+        source="model-signing",
+    )
     return manifest, tuple(ignores)

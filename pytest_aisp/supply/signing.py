@@ -121,7 +121,9 @@ def verify_bytes(public_key: Any, data: bytes, signature: bytes) -> bool:
     return True
 
 
-def generate_keypair(private_path: Path | str, public_path: Path | str, kind: str = ED25519) -> tuple[Path, Path]:
+def generate_keypair(
+    private_path: Path | str, public_path: Path | str, kind: str = ED25519
+) -> tuple[Path, Path]:
     """Write a new unencrypted key pair (private key mode 0600). For tests and first setups:
     production keys belong in a KMS or the CI secret store."""
     serialization = _crypto()
@@ -131,13 +133,17 @@ def generate_keypair(private_path: Path | str, public_path: Path | str, kind: st
         raise AispError(f"key type {kind!r}: use one of {', '.join(KEY_TYPES)}")
     key = ed25519.Ed25519PrivateKey.generate() if kind == ED25519 else ec.generate_private_key(ec.SECP256R1())
     private_path, public_path = Path(private_path), Path(public_path)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
-    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    public_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return private_path, public_path
 
 
@@ -149,8 +155,13 @@ def signature_path_for(manifest_path: Path | str) -> Path:
     return manifest_path.with_name(manifest_path.name + SIGNATURE_SUFFIX)
 
 
-def sign_manifest(manifest_path: Path | str, key_path: Path | str, *, output: Path | str | None = None,
-                  password: str | None = None) -> Path:
+def sign_manifest(
+    manifest_path: Path | str,
+    key_path: Path | str,
+    *,
+    output: Path | str | None = None,
+    password: str | None = None,
+) -> Path:
     """Sign the manifest's exact bytes; write the signature JSON beside it (or to ``output``)."""
     manifest_path = Path(manifest_path)
     load_manifest(manifest_path)  # never sign a malformed manifest
@@ -169,8 +180,9 @@ def sign_manifest(manifest_path: Path | str, key_path: Path | str, *, output: Pa
     return out
 
 
-def check_manifest_signature(manifest_path: Path | str, pubkey_path: Path | str,
-                             signature_path: Path | str | None = None) -> SignatureCheck:
+def check_manifest_signature(
+    manifest_path: Path | str, pubkey_path: Path | str, signature_path: Path | str | None = None
+) -> SignatureCheck:
     """Check the manifest's signature with ``pubkey_path``; a missing, bad or foreign one is a finding."""
     manifest_path = Path(manifest_path)
     sig_path = Path(signature_path) if signature_path else signature_path_for(manifest_path)
@@ -179,12 +191,19 @@ def check_manifest_signature(manifest_path: Path | str, pubkey_path: Path | str,
     location = str(manifest_path)
 
     def fail(message: str, **evidence: Any) -> SignatureCheck:
-        return SignatureCheck(False, expected_id, Finding(RULE_SIGNATURE, Severity.CRITICAL, message, location,
-                                                         {"signature": str(sig_path), **evidence}))
+        return SignatureCheck(
+            False,
+            expected_id,
+            Finding(
+                RULE_SIGNATURE, Severity.CRITICAL, message, location, {"signature": str(sig_path), **evidence}
+            ),
+        )
 
     if not sig_path.is_file():
-        return fail(f"manifest is not signed: {sig_path} does not exist; sign it with "
-                    f"`aisp manifest sign {manifest_path} --key PRIVATE.pem`")
+        return fail(
+            f"manifest is not signed: {sig_path} does not exist; sign it with "
+            f"`aisp manifest sign {manifest_path} --key PRIVATE.pem`"
+        )
     try:
         document = json.loads(sig_path.read_text(encoding="utf-8"))
         signature = base64.b64decode(document["signature"], validate=True)
@@ -197,11 +216,17 @@ def check_manifest_signature(manifest_path: Path | str, pubkey_path: Path | str,
     if verify_bytes(public_key, data, signature):
         return SignatureCheck(True, expected_id)
     if signed_id and signed_id != expected_id:
-        return fail(f"manifest was signed by key {signed_id[:16]}..., not by the given key {expected_id[:16]}...",
-                    signed_keyid=signed_id, given_keyid=expected_id)
+        return fail(
+            f"manifest was signed by key {signed_id[:16]}..., not by the given key {expected_id[:16]}...",
+            signed_keyid=signed_id,
+            given_keyid=expected_id,
+        )
     if document.get("manifest_sha256") != hashlib.sha256(data).hexdigest():
-        return fail("signature does not match: the manifest was changed after it was signed",
-                    signed_sha256=document.get("manifest_sha256"), actual_sha256=hashlib.sha256(data).hexdigest())
+        return fail(
+            "signature does not match: the manifest was changed after it was signed",
+            signed_sha256=document.get("manifest_sha256"),
+            actual_sha256=hashlib.sha256(data).hexdigest(),
+        )
     return fail("signature is invalid for this manifest and key")
 
 
@@ -220,8 +245,12 @@ def dsse_sign(payload_type: str, payload: bytes, key_path: Path | str, password:
     return {
         "payloadType": payload_type,
         "payload": base64.b64encode(payload).decode(),
-        "signatures": [{"keyid": key_id(key.public_key()),
-                        "sig": base64.b64encode(sign_bytes(key, pae(payload_type, payload))).decode()}],
+        "signatures": [
+            {
+                "keyid": key_id(key.public_key()),
+                "sig": base64.b64encode(sign_bytes(key, pae(payload_type, payload))).decode(),
+            }
+        ],
     }
 
 

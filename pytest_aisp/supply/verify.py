@@ -93,8 +93,13 @@ def _finding(change: Change, root_display: str) -> Finding:
     evidence = {"change": change.change, "path": change.path}
     evidence.update({f"expected_{k}": v for k, v in change.expected.items()})
     evidence.update({f"actual_{k}": v for k, v in change.actual.items()})
-    return Finding(change.rule_id, SEVERITIES[change.rule_id], change.detail,
-                   _location(root_display, change.path), evidence)
+    return Finding(
+        change.rule_id,
+        SEVERITIES[change.rule_id],
+        change.detail,
+        _location(root_display, change.path),
+        evidence,
+    )
 
 
 def default_root(manifest_path: Path, manifest: Manifest) -> Path:
@@ -102,7 +107,11 @@ def default_root(manifest_path: Path, manifest: Manifest) -> Path:
 
 
 def compare(
-    manifest: Manifest, root: Path, *, extra_ignores: Sequence[str] = (), workers: int | None = None,
+    manifest: Manifest,
+    root: Path,
+    *,
+    extra_ignores: Sequence[str] = (),
+    workers: int | None = None,
     allow_symlinks: bool | None = None,
 ) -> tuple[list[Change], dict[str, float]]:
     """Compare ``root`` with ``manifest``; return the changes and the hashing cost."""
@@ -120,9 +129,16 @@ def compare(
         if node is None:
             missing.append(entry)
         elif node.type != entry.type:
-            changes.append(Change("type-changed", path, f"{path} was a {entry.type}, is now a "
-                                  f"{_describe(node)}", RULE_TYPE_CHANGED,
-                                  {"type": entry.type}, {"type": node.type, "target": node.target}))
+            changes.append(
+                Change(
+                    "type-changed",
+                    path,
+                    f"{path} was a {entry.type}, is now a {_describe(node)}",
+                    RULE_TYPE_CHANGED,
+                    {"type": entry.type},
+                    {"type": node.type, "target": node.target},
+                )
+            )
         elif node.type == "symlink":
             changes.extend(_symlink_changes(root, entry, node, algorithm))
         elif entry.size is not None and entry.size != node.size:
@@ -135,19 +151,28 @@ def compare(
     # copies: those are worth hashing; anything else is reported from its size alone.
     missing_sizes = {e.size for e in missing}
     recorded_sizes = {e.size for e in manifest.entries if e.type == "file"}
-    probe_added = [n for n in added if n.type == "file" and (n.size in missing_sizes or None in missing_sizes)]
+    probe_added = [
+        n for n in added if n.type == "file" and (n.size in missing_sizes or None in missing_sizes)
+    ]
     probe_resized = [(e, n) for e, n in size_changed if n.size in recorded_sizes]
     hash_nodes = [n for _, n in to_hash] + [n for _, n in probe_resized] + probe_added
     started = time.perf_counter()
-    results = digest_files([root / n.path for n in hash_nodes], algorithm, workers=workers,
-                           sizes=[n.size for n in hash_nodes])
+    results = digest_files(
+        [root / n.path for n in hash_nodes], algorithm, workers=workers, sizes=[n.size for n in hash_nodes]
+    )
     seconds = time.perf_counter() - started
     digests: dict[str, FileDigest] = {}
     for node, result in zip(hash_nodes, results):
         if isinstance(result, AispError):
             # Swapped for a link or made unreadable between the walk and the read: fail closed.
-            changes.append(Change("type-changed", node.path, f"{node.path} could not be read as a regular "
-                                  f"file: {result}", RULE_TYPE_CHANGED))
+            changes.append(
+                Change(
+                    "type-changed",
+                    node.path,
+                    f"{node.path} could not be read as a regular file: {result}",
+                    RULE_TYPE_CHANGED,
+                )
+            )
         else:
             digests[node.path] = result
 
@@ -168,9 +193,16 @@ def compare(
         if candidates:
             old = candidates.pop(0)
             missing.remove(old)
-            changes.append(Change("renamed", node.path, f"{old.path} was renamed to {node.path} "
-                                  "(same content, other name)", RULE_RENAMED,
-                                  {"path": old.path, "digest": old.digest}, {"path": node.path}))
+            changes.append(
+                Change(
+                    "renamed",
+                    node.path,
+                    f"{old.path} was renamed to {node.path} (same content, other name)",
+                    RULE_RENAMED,
+                    {"path": old.path, "digest": old.digest},
+                    {"path": node.path},
+                )
+            )
         else:
             still_added.append(node)
 
@@ -180,46 +212,95 @@ def compare(
         got = digests.get(node.path)
         other = recorded.get(got.digest) if got else None
         if other and other != entry.path:
-            changes.append(Change("swapped", entry.path, f"{entry.path} now holds the content recorded for "
-                                  f"{other} (files swapped or substituted)", RULE_RENAMED,
-                                  {"digest": entry.digest, "size": entry.size},
-                                  {"digest": got.digest, "size": node.size, "content_of": other}))
+            changes.append(
+                Change(
+                    "swapped",
+                    entry.path,
+                    f"{entry.path} now holds the content recorded for {other} (files swapped or substituted)",
+                    RULE_RENAMED,
+                    {"digest": entry.digest, "size": entry.size},
+                    {"digest": got.digest, "size": node.size, "content_of": other},
+                )
+            )
             continue
         if entry.size is not None and entry.size != node.size:
-            detail = (f"{entry.path} changed: size {entry.size} -> {node.size} bytes "
-                      f"({_size_hint(entry.size, node.size)}; not hashed, the size already differs)")
+            detail = (
+                f"{entry.path} changed: size {entry.size} -> {node.size} bytes "
+                f"({_size_hint(entry.size, node.size)}; not hashed, the size already differs)"
+            )
             actual: dict[str, Any] = {"size": node.size}
         else:
             size_note = f"same size {node.size} bytes" if entry.size is not None else f"now {node.size} bytes"
-            detail = (f"{entry.path} changed: {algorithm} {entry.digest[:16]}... -> {got.digest[:16]}... "
-                      f"({size_note})") if got else f"{entry.path} changed"
+            detail = (
+                (
+                    f"{entry.path} changed: {algorithm} {entry.digest[:16]}... -> {got.digest[:16]}... "
+                    f"({size_note})"
+                )
+                if got
+                else f"{entry.path} changed"
+            )
             actual = {"size": node.size, "digest": got.digest if got else None}
-        changes.append(Change("modified", entry.path, detail, RULE_MODIFIED,
-                              {"size": entry.size, "digest": entry.digest}, actual))
+        changes.append(
+            Change(
+                "modified",
+                entry.path,
+                detail,
+                RULE_MODIFIED,
+                {"size": entry.size, "digest": entry.digest},
+                actual,
+            )
+        )
 
     for entry in missing:
-        changes.append(Change("missing", entry.path, f"{entry.path} is missing ({entry.kind}, "
-                              f"{_bytes(entry.size)})", RULE_MISSING, {"size": entry.size, "digest": entry.digest}))
+        changes.append(
+            Change(
+                "missing",
+                entry.path,
+                f"{entry.path} is missing ({entry.kind}, {_bytes(entry.size)})",
+                RULE_MISSING,
+                {"size": entry.size, "digest": entry.digest},
+            )
+        )
     for node in still_added:
         if node.type == "symlink":
             escapes = not link_stays_inside(root, node.path, node.target or "")
             why = "points outside the root" if escapes else "links are not allowed in this manifest"
             if escapes or not allow:
-                changes.append(Change("symlink", node.path, f"{node.path} is a symbolic link to {node.target!r} "
-                                      f"that is not in the manifest ({why})", RULE_SYMLINK,
-                                      actual={"target": node.target}))
+                changes.append(
+                    Change(
+                        "symlink",
+                        node.path,
+                        f"{node.path} is a symbolic link to {node.target!r} "
+                        f"that is not in the manifest ({why})",
+                        RULE_SYMLINK,
+                        actual={"target": node.target},
+                    )
+                )
                 continue
         got = digests.get(node.path)
-        changes.append(Change("added", node.path, f"{node.path} is not in the manifest ({_describe(node)}, "
-                              f"{_bytes(node.size)}); add it by recreating the manifest or --ignore it",
-                              RULE_ADDED, actual={"size": node.size, "type": node.type,
-                                                  **({"digest": got.digest} if got else {})}))
+        changes.append(
+            Change(
+                "added",
+                node.path,
+                f"{node.path} is not in the manifest ({_describe(node)}, "
+                f"{_bytes(node.size)}); add it by recreating the manifest or --ignore it",
+                RULE_ADDED,
+                actual={"size": node.size, "type": node.type, **({"digest": got.digest} if got else {})},
+            )
+        )
 
     for entry in manifest.entries:
         if entry.scan is not None and not entry.scan.get("ok", True):
-            changes.append(Change("scan", entry.path, f"{entry.path} was recorded unsafe by the static scan "
-                                  f"when the manifest was made ({', '.join(entry.scan.get('findings', []))})",
-                                  RULE_SCAN, {"scan": dict(entry.scan)}))
+            changes.append(
+                Change(
+                    "scan",
+                    entry.path,
+                    f"{entry.path} was recorded unsafe by the static scan "
+                    f"when the manifest was made ({', '.join(entry.scan.get('findings', []))})",
+                    RULE_SCAN,
+                    {"scan": dict(entry.scan)},
+                )
+            )
 
     changes.sort(key=lambda c: (c.path, c.change))
     metrics = {
@@ -234,11 +315,27 @@ def compare(
 def _symlink_changes(root: Path, entry: ManifestEntry, node: Node, algorithm: str) -> list[Change]:
     target = node.target or ""
     if not link_stays_inside(root, node.path, target):
-        return [Change("symlink", node.path, f"{node.path} now points outside the root ({target!r})",
-                       RULE_SYMLINK, {"target": entry.target}, {"target": target})]
+        return [
+            Change(
+                "symlink",
+                node.path,
+                f"{node.path} now points outside the root ({target!r})",
+                RULE_SYMLINK,
+                {"target": entry.target},
+                {"target": target},
+            )
+        ]
     if digest_bytes(target.encode(), algorithm) != entry.digest:
-        return [Change("modified", node.path, f"{node.path} link target changed: {entry.target!r} -> {target!r}",
-                       RULE_MODIFIED, {"target": entry.target}, {"target": target})]
+        return [
+            Change(
+                "modified",
+                node.path,
+                f"{node.path} link target changed: {entry.target!r} -> {target!r}",
+                RULE_MODIFIED,
+                {"target": entry.target},
+                {"target": target},
+            )
+        ]
     return []
 
 
@@ -274,8 +371,9 @@ def verify_manifest(
     """
     manifest_path = Path(path) if path is not None else Path(DEFAULT_NAME)
     if require_signature and pubkey is None:
-        raise AispError("a signed manifest is required but no public key was given (--pubkey, "
-                        "[tool.aisp.supply] pubkey)")
+        raise AispError(
+            "a signed manifest is required but no public key was given (--pubkey, [tool.aisp.supply] pubkey)"
+        )
     extra_ignores: tuple[str, ...] = ()
     signature_findings: list[Finding] = []
     signature_state = "not checked"
@@ -283,7 +381,9 @@ def verify_manifest(
         from pytest_aisp.supply.modelsig import read_bundle
 
         if pubkey is None:
-            raise AispError(f"{manifest_path} is a model-signing bundle: pass --pubkey to check its signature")
+            raise AispError(
+                f"{manifest_path} is a model-signing bundle: pass --pubkey to check its signature"
+            )
         bundle = read_bundle(manifest_path, pubkey)
         manifest, extra_ignores = bundle.manifest, bundle.ignores
         signature_state = "valid" if bundle.finding is None else "invalid"
@@ -302,12 +402,19 @@ def verify_manifest(
                 signature_findings.append(check.finding)
     own = _own_files(root_path, manifest_path)
     started = time.perf_counter()
-    changes, metrics = compare(manifest, root_path, extra_ignores=(*extra_ignores, *own), workers=workers,
-                               allow_symlinks=allow_symlinks)
+    changes, metrics = compare(
+        manifest,
+        root_path,
+        extra_ignores=(*extra_ignores, *own),
+        workers=workers,
+        allow_symlinks=allow_symlinks,
+    )
     metrics["verify_seconds"] = time.perf_counter() - started
     root_display = os.path.relpath(root_path) if not Path(root_path).is_absolute() else str(root_path)
     findings = tuple(signature_findings + [_finding(c, root_display) for c in changes])
-    result = IntegrityResult(manifest_path, root_path, manifest, tuple(changes), findings, metrics, signature_state)
+    result = IntegrityResult(
+        manifest_path, root_path, manifest, tuple(changes), findings, metrics, signature_state
+    )
     record_findings(result.findings)
     record_metric("supply_files_checked", metrics["files_checked"])
     return result
@@ -347,10 +454,16 @@ def assert_manifest_intact(
         record_findings(result.findings)
     else:
         result = verify_manifest(artifact_manifest, root, pubkey=pubkey)
-    first = result.changes[0].detail if result.changes else (
-        result.findings[0].message if result.findings else "")
+    first = (
+        result.changes[0].detail
+        if result.changes
+        else (result.findings[0].message if result.findings else "")
+    )
     enforce(
-        result.findings, IntegrityFailure, result=result, fail_on=fail_on,
+        result.findings,
+        IntegrityFailure,
+        result=result,
+        fail_on=fail_on,
         headline=f"artifacts under {result.root} do not match {result.manifest_path}: {result.summary()}",
         details=f"first difference: {first}" if first else "",
     )
