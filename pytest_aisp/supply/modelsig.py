@@ -88,7 +88,7 @@ def sign_model_signing(
     payload = ms_signing.Payload(ms_manifest.Manifest(name, items, serialization))
     try:
         signer = sign_ec_key.Signer(Path(key_path), password.encode() if password else None)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # a non-EC key fails inside the package with AttributeError
         raise AispError(
             f"{key_path}: model-signing key bundles need an ECDSA P-256/P-384/P-521 private key "
             f"in PEM ({exc})"

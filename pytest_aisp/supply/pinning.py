@@ -39,8 +39,8 @@ class PinningResult:
         return not self.findings
 
 
-def _finding(path: Path, line: int | None, message: str, **evidence: object) -> Finding:
-    where = f"{path}:{line}" if line else str(path)
+def _finding(path: Path, lineno: int | None, message: str, **evidence: object) -> Finding:
+    where = f"{path}:{lineno}" if lineno else str(path)
     return Finding(RULE_UNPINNED, Severity.LOW, message, where, dict(evidence))
 
 

@@ -21,11 +21,17 @@ def _load_fixture_module():
     return module
 
 
-make_artifacts = _load_fixture_module()
+_MAKE_ARTIFACTS = _load_fixture_module()
 
 
 @pytest.fixture(scope="session")
-def generated_project() -> Path:
+def make_artifacts():
+    """The fixtures/supply/make_artifacts.py module."""
+    return _MAKE_ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def generated_project(make_artifacts) -> Path:
     """The trained project, generated once per session into fixtures/supply/generated/."""
     return make_artifacts.make_project(FIXTURES / "generated" / "project")
 
