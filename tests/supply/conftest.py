@@ -51,7 +51,11 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
 
     directory = tmp_path_factory.mktemp("keys")
     pairs = {}
-    for name, kind in [("ed25519", "ed25519"), ("ecdsa", "ecdsa-p256-sha256"),
-                       ("other_ed25519", "ed25519"), ("other_ecdsa", "ecdsa-p256-sha256")]:
+    for name, kind in [
+        ("ed25519", "ed25519"),
+        ("ecdsa", "ecdsa-p256-sha256"),
+        ("other_ed25519", "ed25519"),
+        ("other_ecdsa", "ecdsa-p256-sha256"),
+    ]:
         pairs[name] = generate_keypair(directory / f"{name}.pem", directory / f"{name}.pub.pem", kind)
     return pairs

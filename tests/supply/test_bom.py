@@ -17,8 +17,12 @@ pytest.importorskip("cyclonedx", reason="pip install 'pytest-aisp[sign]'")
 
 def test_bom_validates_and_describes_models_and_data(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
-    record_provenance([sys.executable, "train.py"], materials=["data", "train.py"], products=["model"],
-                      output="provenance.json")
+    record_provenance(
+        [sys.executable, "train.py"],
+        materials=["data", "train.py"],
+        products=["model"],
+        output="provenance.json",
+    )
     path = project / "aisp-manifest.json"
     save_manifest(create_manifest(project, manifest_path=path, ignore=["provenance.json"]), path)
     out = write_bom(path, project / "bom.json", provenance="provenance.json", version="1.0")

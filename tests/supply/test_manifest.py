@@ -28,8 +28,14 @@ def test_create_records_every_file_with_kind_size_and_digest(project: Path) -> N
     manifest = create_manifest(project, manifest_path=project / "aisp-manifest.json")
     entries = manifest.by_path()
     assert set(entries) == {
-        ".github/workflows/ci.yml", "Jenkinsfile", "data/train.csv", "model/MODEL_CARD.md", "model/config.json",
-        "model/model.safetensors", "requirements.txt", "train.py",
+        ".github/workflows/ci.yml",
+        "Jenkinsfile",
+        "data/train.csv",
+        "model/MODEL_CARD.md",
+        "model/config.json",
+        "model/model.safetensors",
+        "requirements.txt",
+        "train.py",
     }
     model = entries["model/model.safetensors"]
     data = (project / "model" / "model.safetensors").read_bytes()
@@ -51,8 +57,17 @@ def test_manifest_json_round_trips_and_is_deterministic(project: Path) -> None:
     assert loaded.entries == first.entries
     assert loaded.root == "." and loaded.algorithm == "sha256"
     data = json.loads(path.read_text())
-    assert {"format", "schema_version", "algorithm", "tool", "created", "root_digest", "entries", "provenance",
-            "ignore"} <= set(data)
+    assert {
+        "format",
+        "schema_version",
+        "algorithm",
+        "tool",
+        "created",
+        "root_digest",
+        "entries",
+        "provenance",
+        "ignore",
+    } <= set(data)
     again = create_manifest(project, manifest_path=path)  # the manifest itself is left out
     assert again.root_digest == first.root_digest
 
@@ -93,7 +108,11 @@ def test_provenance_block_records_git_and_ci_builder(project: Path, monkeypatch:
     block = manifest.provenance
     assert len(block["git"]["commit"]) == 40
     assert block["git"]["remote"] == "https://example.com/team/repo.git"  # credentials stripped
-    assert block["builder"] == {"ci": "github-actions", "GITHUB_REPOSITORY": "team/repo", "GITHUB_RUN_ID": "42"}
+    assert block["builder"] == {
+        "ci": "github-actions",
+        "GITHUB_REPOSITORY": "team/repo",
+        "GITHUB_RUN_ID": "42",
+    }
     assert block["command"] == ["aisp", "manifest", "create", "."]
     assert ".git/config" not in manifest.by_path()
 
@@ -177,8 +196,12 @@ def test_malformed_manifests_are_errors_not_findings(project: Path, tmp_path: Pa
     with pytest.raises(ManifestError, match="root_digest"):
         load_manifest(_write(tmp_path / "e.json", edited))
 
-    for field, value, message in [("algorithm", "md5", "unknown digest"), ("format", "x", "not an"),
-                                  ("entries", {}, "must be a list"), ("root", "/abs", "relative")]:
+    for field, value, message in [
+        ("algorithm", "md5", "unknown digest"),
+        ("format", "x", "not an"),
+        ("entries", {}, "must be a list"),
+        ("root", "/abs", "relative"),
+    ]:
         broken = dict(good, **{field: value})
         with pytest.raises(ManifestError, match=message):
             load_manifest(_write(tmp_path / "b.json", broken))

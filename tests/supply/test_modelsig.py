@@ -35,12 +35,17 @@ def test_ours_verifies_with_their_api_and_cli(model_dir: Path, keys) -> None:
     bundle = sign_model_signing(_our_manifest(model_dir), private)
     assert bundle == model_dir / "model.sig"
     model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public).verify(model_dir, bundle)
-    done = subprocess.run([*CLI, "verify", "key", str(model_dir), "--signature", str(bundle),
-                           "--public_key", str(public)], capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "verify", "key", str(model_dir), "--signature", str(bundle), "--public_key", str(public)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     (model_dir / "model.safetensors").write_bytes(b"tampered")
     with pytest.raises(ValueError):
-        model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public).verify(model_dir, bundle)
+        model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public).verify(
+            model_dir, bundle
+        )
 
 
 def test_theirs_verifies_with_ours(model_dir: Path, keys) -> None:
@@ -55,8 +60,11 @@ def test_theirs_verifies_with_ours(model_dir: Path, keys) -> None:
 def test_theirs_from_their_cli_with_every_tamper_case(model_dir: Path, keys, tmp_path: Path) -> None:
     private, public = keys["ecdsa"]
     bundle = model_dir / "model.sig"
-    done = subprocess.run([*CLI, "sign", "key", str(model_dir), "--private_key", str(private),
-                           "--signature", str(bundle)], capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "sign", "key", str(model_dir), "--private_key", str(private), "--signature", str(bundle)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert verify_manifest(bundle, pubkey=public).ok
     pristine = tmp_path / "pristine"
@@ -94,7 +102,9 @@ def test_theirs_from_their_cli_with_every_tamper_case(model_dir: Path, keys, tmp
 
 def test_their_bundle_with_wrong_or_unsupported_key(model_dir: Path, keys) -> None:
     bundle = model_dir.parent / "theirs.sig"
-    model_signing.signing.Config().use_elliptic_key_signer(private_key=keys["ecdsa"][0]).sign(model_dir, bundle)
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=keys["ecdsa"][0]).sign(
+        model_dir, bundle
+    )
     result = verify_manifest(bundle, model_dir, pubkey=keys["other_ecdsa"][1])
     assert result.signature == "invalid"
     assert [f.rule_id for f in result.findings] == ["AISP-SUPPLY-SIGNATURE"]

@@ -19,7 +19,8 @@ def test_project_requirements(project: Path) -> None:
     assert all(f.severity is Severity.LOW and f.rule_id == "AISP-SUPPLY-UNPINNED" for f in result.findings)
     assert result.findings[0].location.endswith("requirements.txt:3")
     assert {f.evidence["package"] for f in check_pinning(project, require_hashes=False).findings} == {
-        "scikit-learn"}
+        "scikit-learn"
+    }
 
 
 def test_requirement_forms(tmp_path: Path) -> None:
@@ -43,7 +44,9 @@ def test_requirement_forms(tmp_path: Path) -> None:
 
 
 def test_pyproject_needs_a_lock(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[project]\nname="x"\ndependencies=["numpy>=2", "attrs==23.1.0"]\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname="x"\ndependencies=["numpy>=2", "attrs==23.1.0"]\n'
+    )
     assert [f.evidence["package"] for f in check_pinning(tmp_path).findings] == ["numpy"]
     (tmp_path / "uv.lock").write_text(
         'version = 1\n[[package]]\nname = "numpy"\nversion = "2.0"\n'

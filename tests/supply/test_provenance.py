@@ -28,8 +28,13 @@ def trained(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _record(key: Path | None = None, output: str = "provenance.json") -> Path:
-    return record_provenance(TRAIN, materials=["data", "train.py"], products=["model/model.safetensors",
-                             "model/config.json"], output=output, key=key)
+    return record_provenance(
+        TRAIN,
+        materials=["data", "train.py"],
+        products=["model/model.safetensors", "model/config.json"],
+        output=output,
+        key=key,
+    )
 
 
 def test_statement_is_in_toto_v1_with_slsa_v1_predicate(trained: Path) -> None:
@@ -83,8 +88,12 @@ def test_unsigned_statement_with_a_key_is_a_finding(trained: Path, keys) -> None
 
 def test_failed_build_writes_no_provenance(trained: Path) -> None:
     with pytest.raises(AispError, match="exited 3"):
-        record_provenance([sys.executable, "-c", "raise SystemExit(3)"], materials=["data"],
-                          products=["model"], output="p.json")
+        record_provenance(
+            [sys.executable, "-c", "raise SystemExit(3)"],
+            materials=["data"],
+            products=["model"],
+            output="p.json",
+        )
     assert not (trained / "p.json").exists()
     with pytest.raises(AispError, match="outside the provenance root"):
         record_provenance(TRAIN, materials=["/etc/hostname"], products=["model"], output="p.json")

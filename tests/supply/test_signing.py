@@ -32,8 +32,9 @@ def test_signed_manifest_verifies_with_its_key(manifest_path: Path, keys, kind: 
     assert result.ok and result.signature == "valid"
 
 
-@pytest.mark.parametrize(("kind", "other"), [("ed25519", "other_ed25519"), ("ecdsa", "other_ecdsa"),
-                                             ("ed25519", "ecdsa")])
+@pytest.mark.parametrize(
+    ("kind", "other"), [("ed25519", "other_ed25519"), ("ecdsa", "other_ecdsa"), ("ed25519", "ecdsa")]
+)
 def test_wrong_key_is_a_signature_finding(manifest_path: Path, keys, kind: str, other: str) -> None:
     sign_manifest(manifest_path, keys[kind][0])
     result = verify_manifest(manifest_path, pubkey=keys[other][1])
@@ -81,8 +82,11 @@ def test_unsupported_keys_are_errors(manifest_path: Path, tmp_path: Path) -> Non
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = tmp_path / "rsa.pem"
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     with pytest.raises(AispError, match="only Ed25519 and ECDSA P-256"):
         sign_manifest(manifest_path, pem)
     (tmp_path / "junk.pem").write_text("not a key")

@@ -48,7 +48,9 @@ def test_byte_flip_is_found_by_hashing(project: Path, manifest_path: Path) -> No
 
 
 @pytest.mark.parametrize(("edit", "hint"), [("truncate", "truncated by 10"), ("append", "grew by 1")])
-def test_size_changes_are_found_without_hashing(project: Path, manifest_path: Path, edit: str, hint: str) -> None:
+def test_size_changes_are_found_without_hashing(
+    project: Path, manifest_path: Path, edit: str, hint: str
+) -> None:
     model = project / MODEL
     size = model.stat().st_size
     if edit == "truncate":
@@ -62,7 +64,8 @@ def test_size_changes_are_found_without_hashing(project: Path, manifest_path: Pa
     # The modified file was not read: only the 7 unchanged files were hashed.
     assert result.metrics["files_hashed"] == 7
     assert result.metrics["bytes_hashed"] == sum(
-        (project / e.path).stat().st_size for e in result.manifest.entries if e.path != MODEL)
+        (project / e.path).stat().st_size for e in result.manifest.entries if e.path != MODEL
+    )
 
 
 def test_every_size_changed_means_no_hashing_at_all(project: Path, manifest_path: Path) -> None:
@@ -109,7 +112,9 @@ def test_model_substituted_by_another_recorded_file(project: Path, manifest_path
     assert changes(result) == [("swapped", MODEL)]
 
 
-def test_file_replaced_by_symlink_is_a_type_change(project: Path, manifest_path: Path, tmp_path: Path) -> None:
+def test_file_replaced_by_symlink_is_a_type_change(
+    project: Path, manifest_path: Path, tmp_path: Path
+) -> None:
     evil = tmp_path / "evil.safetensors"
     evil.write_bytes((project / MODEL).read_bytes())  # same bytes: only the type betrays it
     (project / MODEL).unlink()
@@ -128,7 +133,9 @@ def test_new_symlink_out_of_root_is_reported(project: Path, manifest_path: Path)
     assert result.findings[0].rule_id == "AISP-SUPPLY-SYMLINK"
 
 
-def test_directory_swapped_for_symlink_is_not_followed(project: Path, manifest_path: Path, tmp_path: Path) -> None:
+def test_directory_swapped_for_symlink_is_not_followed(
+    project: Path, manifest_path: Path, tmp_path: Path
+) -> None:
     copy = tmp_path / "model_copy"
     (project / "model").rename(copy)
     (project / "model").symlink_to(copy, target_is_directory=True)
@@ -150,8 +157,9 @@ def test_traversal_manifest_cannot_make_the_verifier_read_outside(project: Path,
     secret.write_text("do not read")
     manifest = create_manifest(project)
     data = manifest.to_dict()
-    data["entries"].append({"path": "../secret.txt", "kind": "other", "type": "file", "size": 11,
-                            "digest": "0" * 64})
+    data["entries"].append(
+        {"path": "../secret.txt", "kind": "other", "type": "file", "size": 11, "digest": "0" * 64}
+    )
     path = project / "evil-manifest.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="leaves the root"):
