@@ -253,7 +253,11 @@ def _emit(args: argparse.Namespace, findings: Sequence[Finding], extra: dict | N
         print(json.dumps({"findings": [f.to_dict() for f in findings], **(extra or {})}, indent=2))
     elif args.output_format == "sarif":
         from pytest_aisp.reporters.entries import from_cli
-        from pytest_aisp.reporters.sarif import build_sarif  # type: ignore[import-not-found]
+
+        try:
+            from pytest_aisp.reporters.sarif import build_sarif  # type: ignore[import-not-found]
+        except ImportError:
+            raise AispError("--format sarif needs pytest_aisp.reporters.sarif") from None
 
         print(json.dumps(build_sarif(from_cli(list(findings))), indent=2))
     return EXIT_OK if not verdict.failing else EXIT_FINDINGS

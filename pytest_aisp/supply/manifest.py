@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
 import json
 import os
 import re
 import stat
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -98,6 +99,8 @@ PIPELINE_GLOBS: tuple[str, ...] = (
     "dvc.yaml",
     "dvc.lock",
 )
+PIPELINE_DIRS: tuple[str, ...] = (".github/workflows/", ".circleci/", ".buildkite/", ".ci/")
+PIPELINE_NAMES = frozenset(g for g in PIPELINE_GLOBS if "/" not in g and "*" not in g)
 CONFIG_NAMES = frozenset(
     {
         "requirements.txt",
@@ -214,6 +217,12 @@ def check_entry_path(path: Any) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=1024)
+def _glob(pattern: str) -> Callable[[str], bool]:
+    """A compiled matcher for one glob (``*`` crosses ``/``), cached: manifests match thousands of paths."""
+    return re.compile(fnmatch.translate(pattern)).match  # type: ignore[return-value]
+
+
 def matches(path: str, pattern: str, *, is_dir: bool = False) -> bool:
     """Whether relative POSIX ``path`` matches a glob ``pattern``.
 
@@ -222,16 +231,16 @@ def matches(path: str, pattern: str, *, is_dir: bool = False) -> bool:
     (``*`` crosses ``/``, ``**/`` may match nothing).
     """
     if pattern.endswith("/"):
-        name = pattern.rstrip("/")
         if not is_dir:
             return False
-        return fnmatch.fnmatchcase(path, name) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], name)
+        match = _glob(pattern.rstrip("/"))
+        return bool(match(path) or match(path.rsplit("/", 1)[-1]))
     if "/" not in pattern:
-        return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
-    return (
-        fnmatch.fnmatchcase(path, pattern)
-        or (pattern.startswith("**/") and fnmatch.fnmatchcase(path, pattern[3:]))
-        or fnmatch.fnmatchcase(path, pattern.replace("/**/", "/"))
+        return bool(_glob(pattern)(path.rsplit("/", 1)[-1]))
+    return bool(
+        _glob(pattern)(path)
+        or (pattern.startswith("**/") and _glob(pattern[3:])(path))
+        or _glob(pattern.replace("/**/", "/"))(path)
     )
 
 
@@ -244,9 +253,11 @@ def classify(path: str, kind_globs: Sequence[tuple[str, str]] = ()) -> str:
     for kind, glob in kind_globs:
         if matches(path, glob):
             return kind
-    if any(matches(path, g) for g in PIPELINE_GLOBS):
-        return "pipeline"
     name = path.rsplit("/", 1)[-1]
+    if (name in PIPELINE_NAMES or name.startswith("Jenkinsfile") or path.startswith(PIPELINE_DIRS)) and any(
+        matches(path, g) for g in PIPELINE_GLOBS
+    ):
+        return "pipeline"
     lower = name.lower()
     if name in CONFIG_NAMES or re.match(r"^requirements.*\.(txt|in)$", lower):
         return "config"
