@@ -147,7 +147,9 @@ def _register_provenance(subparsers: argparse._SubParsersAction) -> None:
         "-o", "--output", default="provenance.intoto.json", help="statement (or DSSE envelope) path"
     )
     run.add_argument("--key", help="sign the statement as a DSSE envelope with this private key (PEM)")
-    run.add_argument("--root", default=".", help="paths are recorded relative to this directory (default .)")
+    run.add_argument(
+        "--root", default=".", help="the command runs here; paths are recorded relative to it (default .)"
+    )
     run.add_argument("--alg", default="sha256", choices=["sha256", "blake3"])
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the build command, after --")
     run.set_defaults(func=_provenance_run)

@@ -163,7 +163,7 @@ def record_provenance(
     algorithm: str = "sha256",
     timeout: float | None = None,
 ) -> Path:
-    """Run ``command`` between hashing ``materials`` and ``products``; write the (signed) statement.
+    """Run ``command`` in ``root`` between hashing materials and products; write the (signed) statement.
 
     A command that fails writes nothing and raises ``AispError``: provenance of a failed build
     would vouch for whatever was left on disk.
@@ -173,7 +173,7 @@ def record_provenance(
     before = collect(materials, root_path, "material", algorithm)
     started = _now()
     try:
-        done = subprocess.run(list(command), check=False, timeout=timeout)
+        done = subprocess.run(list(command), cwd=root_path, check=False, timeout=timeout)
     except OSError as exc:
         raise AispError(f"cannot run {command[0]!r}: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
