@@ -21,8 +21,13 @@ def supply_project(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A trained project with a signed manifest and a signed provenance statement."""
     import sys
 
-    from pytest_aisp.supply import create_manifest, generate_keypair, record_provenance, save_manifest
-    from pytest_aisp.supply import sign_manifest
+    from pytest_aisp.supply import (
+        create_manifest,
+        generate_keypair,
+        record_provenance,
+        save_manifest,
+        sign_manifest,
+    )
 
     spec = importlib.util.spec_from_file_location("supply_make_artifacts", _supply_fixture_script())
     make = importlib.util.module_from_spec(spec)
