@@ -7,6 +7,7 @@ was swapped for a link between listing and hashing is reported, not followed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -22,6 +23,8 @@ ALGORITHMS: tuple[str, ...] = ("sha256", "blake3")
 SMALL_FILE = 256 * 1024  # below this average size, hashing one file at a time is faster
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_READ = os.O_RDONLY | _O_NOFOLLOW | _O_BINARY
 
 
 class NotARegularFile(AispError):
@@ -45,24 +48,48 @@ def check_algorithm(algorithm: str) -> str:
     return algorithm
 
 
-def open_regular(path: Path) -> int:
-    """Open ``path`` read-only without following a final symlink; the fd must be a regular file."""
+def open_regular(path: Path | str, root: Path | None = None) -> int:
+    """Open ``path`` read-only without following a final symlink; the fd must be a regular file.
+
+    With ``root``, ``path`` is relative to it and every directory on the way is opened with
+    ``O_NOFOLLOW`` too, so no link anywhere in the path (even one swapped in after the walk)
+    can lead the read outside ``root``.
+    """
+    shown = root / path if root is not None else path
     try:
-        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_BINARY)
+        fd = _open_beneath(root, str(path)) if root is not None else os.open(path, _READ)
     except OSError as exc:
-        if os.path.islink(path):
-            raise NotARegularFile(f"{path} is a symbolic link") from None
-        raise AispError(f"cannot read {path}: {exc.strerror}") from None
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) or os.path.islink(shown):
+            raise NotARegularFile(f"{shown} is (or passes through) a symbolic link") from None
+        raise AispError(f"cannot read {shown}: {exc.strerror}") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise NotARegularFile(f"{path} is not a regular file")
+        raise NotARegularFile(f"{shown} is not a regular file")
     return fd
 
 
-def digest_file(path: Path, algorithm: str = "sha256", *, threads: int = 1) -> FileDigest:
-    """Hash one regular file; ``threads`` > 1 lets blake3 hash one large file on several cores."""
-    fd = open_regular(path)
+def _open_beneath(root: Path, relative: str) -> int:
+    parts = relative.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise AispError(f"{relative!r} is not a normalised relative path")
+    directory = os.open(root, os.O_RDONLY | _O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        return os.open(parts[-1], _READ, dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def digest_file(
+    path: Path | str, algorithm: str = "sha256", *, threads: int = 1, root: Path | None = None
+) -> FileDigest:
+    """Hash one regular file (``path`` relative to ``root`` when given, see :func:`open_regular`);
+    ``threads`` > 1 lets blake3 hash one large file on several cores."""
+    fd = open_regular(path, root)
     with os.fdopen(fd, "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
         if algorithm == "sha256":
@@ -100,17 +127,19 @@ def default_workers() -> int:
 
 
 def digest_files(
-    paths: Sequence[Path],
+    paths: Sequence[Path | str],
     algorithm: str = "sha256",
     *,
     workers: int | None = None,
     sizes: Iterable[int] | None = None,
+    root: Path | None = None,
 ) -> list[FileDigest | AispError]:
     """Hash ``paths`` in parallel, one thread per core (hashlib and blake3 release the GIL).
 
     Returns one result per path, in order: a ``FileDigest``, or the ``AispError`` that stopped
     that file (so one unreadable file does not hide the others). With a single large file and
-    blake3, the file itself is hashed on all cores.
+    blake3, the file itself is hashed on all cores. With ``root``, ``paths`` are relative POSIX
+    paths opened beneath it without following any link.
     """
     workers = workers or default_workers()
     if not paths:
@@ -122,9 +151,9 @@ def digest_files(
     single_big = len(paths) == 1 or (size_list is not None and max(size_list) > 64 * sum(size_list) // 100)
     inner = workers if algorithm == "blake3" and single_big else 1
 
-    def one(path: Path) -> FileDigest | AispError:
+    def one(path: Path | str) -> FileDigest | AispError:
         try:
-            return digest_file(path, algorithm, threads=inner)
+            return digest_file(path, algorithm, threads=inner, root=root)
         except AispError as exc:
             return exc
 

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pytest_aisp.findings import AispError
-from pytest_aisp.supply.hashing import FileDigest, check_algorithm, digest_bytes, digest_files
+from pytest_aisp.supply.hashing import check_algorithm, digest_bytes, digest_files
 
 FORMAT = "aisp-manifest"
 SCHEMA_VERSION = 1
@@ -523,7 +523,7 @@ def _entries_from_nodes(
         else:
             files.append(node)
     results = digest_files(
-        [root / n.path for n in files], algorithm, workers=workers, sizes=[n.size for n in files]
+        [n.path for n in files], algorithm, workers=workers, sizes=[n.size for n in files], root=root
     )
     for node, result in zip(files, results):
         if isinstance(result, AispError):
@@ -676,8 +676,3 @@ def _entry_from_dict(raw: Any, index: int) -> ManifestEntry:
         target if entry_type == "symlink" else None,
         scan if isinstance(scan, dict) else None,
     )
-
-
-def entry_digest_of(path: Path, algorithm: str) -> FileDigest:
-    """Digest of one file, for callers outside the manifest walk (provenance, BOM)."""
-    return digest_files([path], algorithm)[0]  # type: ignore[return-value]

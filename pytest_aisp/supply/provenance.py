@@ -100,7 +100,7 @@ def collect(paths: Sequence[str | Path], root: Path, role: str, algorithm: str) 
         else:
             raise AispError(f"{role} {path} does not exist")
     rels = sorted(dict.fromkeys(rels))
-    results = digest_files([root / r for r in rels], algorithm)
+    results = digest_files(rels, algorithm, root=root)
     descriptors = []
     for rel, result in zip(rels, results):
         if isinstance(result, AispError):
@@ -333,7 +333,7 @@ def _check(d: Descriptor, root: Path) -> list[Finding]:
                 {**evidence, "actual_size": size},
             )
         ]
-    result = digest_files([full], algorithm)[0]
+    result = digest_files([d.name], algorithm, root=root)[0]
     if isinstance(result, AispError):
         return [
             Finding(

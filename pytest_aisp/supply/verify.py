@@ -158,7 +158,11 @@ def compare(
     hash_nodes = [n for _, n in to_hash] + [n for _, n in probe_resized] + probe_added
     started = time.perf_counter()
     results = digest_files(
-        [root / n.path for n in hash_nodes], algorithm, workers=workers, sizes=[n.size for n in hash_nodes]
+        [n.path for n in hash_nodes],
+        algorithm,
+        workers=workers,
+        sizes=[n.size for n in hash_nodes],
+        root=root,
     )
     seconds = time.perf_counter() - started
     digests: dict[str, FileDigest] = {}

@@ -208,3 +208,30 @@ def test_blake3_manifest_verifies_and_detects(project: Path) -> None:
     assert verify_manifest(path).ok
     (project / "train.py").write_text((project / "train.py").read_text().replace("0.5", "0.6"))
     assert changes(verify_manifest(path)) == [("modified", "train.py")]
+
+
+def test_allowed_symlink_retargeted_is_modified(project: Path) -> None:
+    (project / "model" / "current").symlink_to("model.safetensors")
+    path = project / "aisp-manifest.json"
+    save_manifest(create_manifest(project, manifest_path=path, allow_symlinks=True), path)
+    assert verify_manifest(path).ok
+    (project / "model" / "current").unlink()
+    (project / "model" / "current").symlink_to("config.json")
+    result = verify_manifest(path)
+    assert changes(result) == [("modified", "model/current")]
+    assert "'model.safetensors' -> 'config.json'" in result.changes[0].detail
+
+
+def test_reads_never_pass_through_a_linked_directory(project: Path, tmp_path: Path) -> None:
+    from pytest_aisp.supply.hashing import NotARegularFile, digest_file
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "model.safetensors").write_bytes(b"secret")
+    (project / "linked").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(NotARegularFile, match="symbolic link"):
+        digest_file("linked/model.safetensors", root=project)
+    assert (
+        digest_file("model/config.json", root=project).size
+        == (project / "model" / "config.json").stat().st_size
+    )
