@@ -374,6 +374,8 @@ def verify_manifest(
     Never raises on a finding; raises ``AispError`` (``ManifestError``) when nothing could be checked.
     """
     manifest_path = Path(path) if path is not None else Path(DEFAULT_NAME)
+    if manifest_path.is_dir():
+        manifest_path = manifest_path / DEFAULT_NAME
     if require_signature and pubkey is None:
         raise AispError(
             "a signed manifest is required but no public key was given (--pubkey, [tool.aisp.supply] pubkey)"

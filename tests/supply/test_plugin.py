@@ -73,3 +73,10 @@ def test_malformed_manifest_errors_the_test(pytester: pytest.Pytester, repo: Pat
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(["*schema_version*"])
+
+
+def test_under_xdist(pytester: pytest.Pytester, repo: Path) -> None:
+    pytest.importorskip("xdist")
+    (repo / "artifacts" / "config.json").write_text("{}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=1, failed=1)

@@ -235,3 +235,16 @@ def test_reads_never_pass_through_a_linked_directory(project: Path, tmp_path: Pa
         digest_file("model/config.json", root=project).size
         == (project / "model" / "config.json").stat().st_size
     )
+
+
+def test_model_recorded_unsafe_by_the_scan_is_reported(project: Path) -> None:
+    from dataclasses import replace
+
+    manifest = create_manifest(project, manifest_path=project / "aisp-manifest.json")
+    verdict = {"ok": False, "findings": ["AISP-SCAN-PICKLE-GLOBAL"], "max_severity": "critical"}
+    entries = tuple(replace(e, scan=verdict) if e.kind == "model" else e for e in manifest.entries)
+    path = save_manifest(replace(manifest, entries=entries), project / "aisp-manifest.json")
+    result = verify_manifest(path)
+    assert changes(result) == [("scan", MODEL)]
+    assert result.findings[0].rule_id == "AISP-SUPPLY-SCAN"
+    assert "AISP-SCAN-PICKLE-GLOBAL" in result.findings[0].message
