@@ -227,9 +227,14 @@ def matches(path: str, pattern: str, *, is_dir: bool = False) -> bool:
     """Whether relative POSIX ``path`` matches a glob ``pattern``.
 
     ``dir/`` matches that directory anywhere (and so everything under it); a pattern without a
-    slash matches the file name at any depth; any other pattern matches the whole path
-    (``*`` crosses ``/``, ``**/`` may match nothing).
+    slash matches the file name at any depth; a leading ``/`` anchors a pattern at the root; any
+    other pattern matches the whole path (``*`` crosses ``/``, ``**/`` may match nothing).
     """
+    if pattern.startswith("/"):  # anchored at the root: the whole path, never a name at any depth
+        body = pattern[1:]
+        if body.endswith("/"):
+            return is_dir and bool(_glob(body.rstrip("/"))(path))
+        return bool(_glob(body)(path))
     if pattern.endswith("/"):
         if not is_dir:
             return False
@@ -480,7 +485,7 @@ def _own_files(root: Path, manifest_path: Path | None) -> tuple[str, ...]:
         rel = manifest_path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return ()
-    return (rel, rel + SIGNATURE_SUFFIX)
+    return ("/" + rel, "/" + rel + SIGNATURE_SUFFIX)
 
 
 def _entries_from_nodes(

@@ -184,7 +184,7 @@ def _to_manifest(their_manifest: Any, bundle_path: Path) -> tuple[Manifest, tupl
     for raw in [*params.get("ignore_paths", []), *GIT_PATHS, bundle_path.name]:
         literal = PurePosixPath(str(raw)).as_posix().strip("/")
         if literal and ".." not in literal.split("/"):
-            ignores.extend([literal, literal + "/"])
+            ignores.extend(["/" + literal, "/" + literal + "/"])
     manifest = Manifest(
         algorithm=algorithm,
         entries=tuple(sorted(entries, key=lambda e: e.path)),

@@ -29,6 +29,7 @@ from pytest_aisp.supply.manifest import (
     walk,
 )
 
+MODEL_SIGNING_BUNDLE = "model.sig"
 RULE_MODIFIED = "AISP-SUPPLY-MODIFIED"
 RULE_MISSING = "AISP-SUPPLY-MISSING"
 RULE_ADDED = "AISP-SUPPLY-ADDED"
@@ -407,6 +408,9 @@ def verify_manifest(
             if check.finding is not None:
                 signature_findings.append(check.finding)
     own = _own_files(root_path, manifest_path)
+    if manifest.source != "model-signing" and _is_model_signing_bundle(root_path / MODEL_SIGNING_BUNDLE):
+        # `aisp manifest sign --format model-signing` writes its bundle here, after the manifest.
+        own = (*own, "/" + MODEL_SIGNING_BUNDLE)
     started = time.perf_counter()
     changes, metrics = compare(
         manifest,

@@ -223,3 +223,10 @@ def test_glob_matching_rules() -> None:
     assert classify("requirements-dev.txt") == "config"
     assert classify("weights/model.gguf") == "model"
     assert classify("data/shard-0001") == "dataset"
+
+
+def test_anchored_patterns_match_only_at_the_root() -> None:
+    assert matches("aisp-manifest.json", "/aisp-manifest.json")
+    assert not matches("model/aisp-manifest.json", "/aisp-manifest.json")
+    assert matches(".git", "/.git/", is_dir=True) and not matches("sub/.git", "/.git/", is_dir=True)
+    assert matches("a/b", "/a/*") and not matches("x/a/b", "/a/*")

@@ -114,3 +114,15 @@ def test_their_bundle_with_wrong_or_unsupported_key(model_dir: Path, keys) -> No
         verify_manifest(bundle, model_dir)
     with pytest.raises(AispError, match="ECDSA"):
         sign_model_signing(_our_manifest(model_dir), keys["ed25519"][0])
+
+
+def test_aisp_manifest_still_verifies_after_a_bundle_is_written_into_the_root(model_dir: Path, keys) -> None:
+    manifest = model_dir / "aisp-manifest.json"
+    save_manifest(create_manifest(model_dir, manifest_path=manifest), manifest)
+    sign_model_signing(manifest, keys["ecdsa"][0])
+    assert (model_dir / "model.sig").is_file()
+    assert verify_manifest(manifest).ok
+    assert verify_manifest(model_dir / "model.sig", pubkey=keys["ecdsa"][1]).ok
+    (model_dir / "sub").mkdir()
+    (model_dir / "sub" / "aisp-manifest.json").write_text("{}")  # the name is ignored only at the root
+    assert [c.path for c in verify_manifest(manifest).changes] == ["sub/aisp-manifest.json"]
