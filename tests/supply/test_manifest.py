@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def test_kind_and_ignore_globs(project: Path) -> None:
         create_manifest(project, kinds=["weights=*.bin"])
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 def test_provenance_block_records_git_and_ci_builder(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
