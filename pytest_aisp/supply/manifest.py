@@ -310,7 +310,10 @@ def walk(root: Path, ignore: Sequence[str]) -> list[Node]:
             raise AispError(f"cannot list {directory}: {exc.strerror}") from None
         for child in children:
             rel = f"{prefix}{child.name}"
-            st = child.stat(follow_symlinks=False)
+            try:
+                st = child.stat(follow_symlinks=False)
+            except FileNotFoundError:  # removed while listing: absent, reported as missing if recorded
+                continue
             if stat.S_ISDIR(st.st_mode):
                 if not is_ignored(rel, ignore, is_dir=True):
                     stack.append((Path(child.path), rel + "/"))
@@ -318,7 +321,11 @@ def walk(root: Path, ignore: Sequence[str]) -> list[Node]:
             if is_ignored(rel, ignore):
                 continue
             if stat.S_ISLNK(st.st_mode):
-                nodes.append(Node(rel, "symlink", 0, os.readlink(child.path)))
+                try:
+                    target = os.readlink(child.path)
+                except OSError:
+                    continue
+                nodes.append(Node(rel, "symlink", 0, target))
             elif stat.S_ISREG(st.st_mode):
                 nodes.append(Node(rel, "file", st.st_size))
             else:
