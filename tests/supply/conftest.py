@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -33,7 +34,11 @@ def make_artifacts():
 @pytest.fixture(scope="session")
 def generated_project(make_artifacts) -> Path:
     """The trained project, generated once per session into fixtures/supply/generated/."""
-    return make_artifacts.make_project(FIXTURES / "generated" / "project")
+    # One copy per xdist worker: workers must not rebuild the same directory under each other.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return make_artifacts.make_project(
+        FIXTURES / "generated" / ("project" + (f"-{worker}" if worker else ""))
+    )
 
 
 @pytest.fixture
