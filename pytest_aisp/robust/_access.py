@@ -79,11 +79,13 @@ def torch_logits(module: Any, x: np.ndarray, *, grad: bool = False) -> Any:
     context = torch.enable_grad() if grad else torch.no_grad()
     with context:
         for start in range(0, len(x), BATCH):
-            batch = torch.as_tensor(np.asarray(x[start:start + BATCH]), dtype=torch.float32, device=device)
+            batch = torch.as_tensor(np.asarray(x[start : start + BATCH]), dtype=torch.float32, device=device)
             out.append(module(batch).cpu())
     logits = torch.cat(out) if out else torch.zeros((0, 0))
     if logits.ndim != 2:
-        raise AispError(f"the model returned outputs of shape {tuple(logits.shape)}; expected (batch, classes) logits")
+        raise AispError(
+            f"the model returned outputs of shape {tuple(logits.shape)}; expected (batch, classes) logits"
+        )
     return logits
 
 
@@ -109,7 +111,9 @@ def _callable_proba(fn: Callable[..., Any], nb_classes: int | None) -> Callable[
 def outputs_to_proba(out: np.ndarray, nb_classes: int | None, n: int) -> np.ndarray:
     """Probabilities from what a model returned: labels become one-hot rows, logits go through softmax."""
     if out.shape[:1] != (n,):
-        raise AispError(f"the model returned {out.shape[0] if out.ndim else 'a scalar'} outputs for {n} inputs")
+        raise AispError(
+            f"the model returned {out.shape[0] if out.ndim else 'a scalar'} outputs for {n} inputs"
+        )
     if out.ndim == 1:
         if nb_classes is None:
             raise AispError("the model returns labels only: pass nb_classes so they can be one-hot encoded")
@@ -118,7 +122,9 @@ def outputs_to_proba(out: np.ndarray, nb_classes: int | None, n: int) -> np.ndar
             raise AispError(f"the model returned labels outside 0..{nb_classes - 1}")
         return np.eye(nb_classes)[labels]
     if out.ndim != 2:
-        raise AispError(f"the model returned outputs of shape {out.shape}; expected (N,) labels or (N, C) scores")
+        raise AispError(
+            f"the model returned outputs of shape {out.shape}; expected (N,) labels or (N, C) scores"
+        )
     out = out.astype(float)
     if out.min() >= 0 and np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
         return out
@@ -128,7 +134,7 @@ def outputs_to_proba(out: np.ndarray, nb_classes: int | None, n: int) -> np.ndar
 
 def predict_proba(access: ModelAccess, x: np.ndarray) -> np.ndarray:
     """``access``'s probabilities for ``x`` in batches, checked for shape."""
-    parts = [access.predict_proba(x[start:start + BATCH]) for start in range(0, len(x), BATCH)]
+    parts = [access.predict_proba(x[start : start + BATCH]) for start in range(0, len(x), BATCH)]
     if not parts:
         raise AispError("no inputs to query the model with")
     proba = np.concatenate(parts)
@@ -183,7 +189,9 @@ def _torch_penultimate(module: Any, x: np.ndarray) -> np.ndarray:
     if not linears:
         raise AispError("the torch model has no nn.Linear layer whose input could serve as its activations")
     captured: list[Any] = []
-    handle = linears[-1].register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach().cpu()))
+    handle = linears[-1].register_forward_hook(
+        lambda _m, inputs, _out: captured.append(inputs[0].detach().cpu())
+    )
     try:
         torch_logits(module, x)
     finally:

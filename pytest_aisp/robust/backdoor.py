@@ -105,12 +105,21 @@ def evaluate_backdoor(
         confirmed = len(stamped) >= min_stamped_features
         flagged = rows[carriers] if confirmed else np.zeros(0, dtype=int)
         suspects.append(flagged)
-        per_class[int(label)] = ClassScreen(int(label), len(rows), int(group.sum()), len(flagged), len(stamped))
+        per_class[int(label)] = ClassScreen(
+            int(label), len(rows), int(group.sum()), len(flagged), len(stamped)
+        )
     suspect_idx = np.sort(np.concatenate(suspects)) if suspects else np.zeros(0, dtype=int)
     fraction = len(suspect_idx) / len(y)
     findings = _findings(per_class, suspect_idx, fraction, max_suspect_fraction, unchecked, method, location)
-    result = BackdoorResult(method, tuple(findings), per_class, tuple(int(i) for i in suspect_idx), fraction,
-                            time.perf_counter() - started, tuple(unchecked))
+    result = BackdoorResult(
+        method,
+        tuple(findings),
+        per_class,
+        tuple(int(i) for i in suspect_idx),
+        fraction,
+        time.perf_counter() - started,
+        tuple(unchecked),
+    )
     record_findings(result.findings)
     record_metric("backdoor_suspect_fraction", fraction)
     if len(suspect_idx) and x.ndim in (3, 4):
@@ -132,18 +141,28 @@ def assert_no_backdoor(
     """Fail with ``RobustnessFailure`` when :func:`evaluate_backdoor` flags more than
     ``max_suspect_fraction`` of the training data as backdoor poison; return the result otherwise."""
     __tracebackhide__ = True
-    result = evaluate_backdoor(model, train_data, method=method, max_suspect_fraction=max_suspect_fraction,
-                               **kwargs)
+    result = evaluate_backdoor(
+        model, train_data, method=method, max_suspect_fraction=max_suspect_fraction, **kwargs
+    )
     worst = max(result.per_class.values(), key=lambda c: c.suspects, default=None)
     details = (
-        f"{len(result.suspect_indices)} of the training samples ({result.suspect_fraction:.1%}) look planted; "
+        f"{len(result.suspect_indices)} of the training samples ({result.suspect_fraction:.1%}) "
+        "look planted; "
         f"bound {max_suspect_fraction:.1%}"
     )
     if worst is not None and worst.suspects:
-        details += (f"; worst class {worst.label}: {worst.suspects}/{worst.size} samples share a pattern on "
-                    f"{worst.stamped_features} input features; first suspects {list(result.suspect_indices[:5])}")
-    enforce(result.findings, RobustnessFailure, headline=f"backdoor detected by {method}", details=details,
-            result=result, fail_on=fail_on)
+        details += (
+            f"; worst class {worst.label}: {worst.suspects}/{worst.size} samples share a pattern on "
+            f"{worst.stamped_features} input features; first suspects {list(result.suspect_indices[:5])}"
+        )
+    enforce(
+        result.findings,
+        RobustnessFailure,
+        headline=f"backdoor detected by {method}",
+        details=details,
+        result=result,
+        fail_on=fail_on,
+    )
     return result
 
 
@@ -171,10 +190,13 @@ def _art_candidates(acts: np.ndarray, y: np.ndarray, method: str, eps: float, se
 
         defence = ActivationDefence(_ClassCount(nb_classes), acts, y)  # type: ignore[arg-type]
         defence.activations_by_class = defence._segment_by_class(acts, y)
-        nb_dims = max(1, min(10, acts.shape[1], *(len(a) - 1 for a in defence.activations_by_class if len(a))))
+        nb_dims = max(
+            1, min(10, acts.shape[1], *(len(a) - 1 for a in defence.activations_by_class if len(a)))
+        )
         with seeded_numpy(seed):
-            _, is_clean = defence.detect_poison(nb_clusters=2, nb_dims=nb_dims, reduce="PCA",
-                                                cluster_analysis="smaller")
+            _, is_clean = defence.detect_poison(
+                nb_clusters=2, nb_dims=nb_dims, reduce="PCA", cluster_analysis="smaller"
+            )
         return np.asarray(is_clean) == 0
     from art.defences.detector.poison import SpectralSignatureDefense
 
@@ -190,7 +212,10 @@ def _art_candidates(acts: np.ndarray, y: np.ndarray, method: str, eps: float, se
 
 
 def _stamped_pattern(
-    x_class: np.ndarray, group: np.ndarray, min_shift: float, max_spread: float,
+    x_class: np.ndarray,
+    group: np.ndarray,
+    min_shift: float,
+    max_spread: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features held at one value across ``group`` and far from it in the rest of the class, and which
     rows of the class carry that value on all of them."""
@@ -207,31 +232,54 @@ def _stamped_pattern(
 
 
 def _findings(
-    per_class: Mapping[int, ClassScreen], suspects: np.ndarray, fraction: float, bound: float,
-    unchecked: list[int], method: str, location: str,
+    per_class: Mapping[int, ClassScreen],
+    suspects: np.ndarray,
+    fraction: float,
+    bound: float,
+    unchecked: list[int],
+    method: str,
+    location: str,
 ) -> list[Finding]:
     findings: list[Finding] = []
     flagged = {label: c for label, c in per_class.items() if c.suspects}
     if fraction > bound:
         worst = max(flagged.values(), key=lambda c: c.suspects)
-        findings.append(Finding(
-            RULE, Severity.HIGH,
-            f"{len(suspects)} training samples ({fraction:.1%}, bound {bound:.1%}) carry a stamped pattern "
-            f"in class {worst.label}: a likely backdoor trigger",
-            location,
-            evidence={
-                "method": method,
-                "suspect_indices": [int(i) for i in suspects[:20]],
-                "per_class": {str(k): {"size": c.size, "suspects": c.suspects, "stamped_features": c.stamped_features}
-                              for k, c in flagged.items()},
-                "recommendation": "remove the suspects and retrain; check where those samples came from",
-            },
-            metrics={"backdoor_suspect_fraction": rounded(fraction), "backdoor_flagged_classes": len(flagged)},
-        ))
+        findings.append(
+            Finding(
+                RULE,
+                Severity.HIGH,
+                f"{len(suspects)} training samples ({fraction:.1%}, bound {bound:.1%}) "
+                "carry a stamped pattern "
+                f"in class {worst.label}: a likely backdoor trigger",
+                location,
+                evidence={
+                    "method": method,
+                    "suspect_indices": [int(i) for i in suspects[:20]],
+                    "per_class": {
+                        str(k): {
+                            "size": c.size,
+                            "suspects": c.suspects,
+                            "stamped_features": c.stamped_features,
+                        }
+                        for k, c in flagged.items()
+                    },
+                    "recommendation": "remove the suspects and retrain; check where those samples came from",
+                },
+                metrics={
+                    "backdoor_suspect_fraction": rounded(fraction),
+                    "backdoor_flagged_classes": len(flagged),
+                },
+            )
+        )
     if unchecked:
-        findings.append(Finding(
-            RULE, Severity.LOW,
-            f"classes {unchecked} have fewer than {MIN_CLASS_SIZE} training samples and were not screened",
-            location, evidence={"method": method, "unchecked_classes": unchecked},
-        ))
+        findings.append(
+            Finding(
+                RULE,
+                Severity.LOW,
+                f"classes {unchecked} have fewer than {MIN_CLASS_SIZE} training samples "
+                "and were not screened",
+                location,
+                evidence={"method": method, "unchecked_classes": unchecked},
+            )
+        )
     return findings

@@ -92,39 +92,69 @@ def scan_dataset(
     n = len(labels)
     findings: list[Finding] = []
     if conflicts:
-        findings.append(Finding(
-            RULE, Severity.MEDIUM,
-            f"{len(conflicts)} pairs of (near-)identical inputs carry different labels",
-            location, evidence={"pairs": [list(p) for p in conflicts[:20]],
-                                "recommendation": "relabel or drop one of each pair"},
-            metrics={"dataset_conflicting_pairs": len(conflicts)},
-        ))
+        findings.append(
+            Finding(
+                RULE,
+                Severity.MEDIUM,
+                f"{len(conflicts)} pairs of (near-)identical inputs carry different labels",
+                location,
+                evidence={
+                    "pairs": [list(p) for p in conflicts[:20]],
+                    "recommendation": "relabel or drop one of each pair",
+                },
+                metrics={"dataset_conflicting_pairs": len(conflicts)},
+            )
+        )
     if len(outliers) / n > max_outlier_fraction:
-        findings.append(Finding(
-            RULE, Severity.HIGH,
-            f"{len(outliers)} samples ({len(outliers) / n:.1%}, bound {max_outlier_fraction:.1%}) carry a label "
-            "their nearest neighbours disagree with: flipped or planted labels",
-            location, evidence={"rows": outliers[:20], "suggested_labels": {str(r): suggested[r] for r in outliers[:20]},
-                                "recommendation": "review these rows; drop or relabel before training"},
-            metrics={"dataset_label_outlier_fraction": rounded(len(outliers) / n)},
-        ))
+        findings.append(
+            Finding(
+                RULE,
+                Severity.HIGH,
+                f"{len(outliers)} samples ({len(outliers) / n:.1%}, bound {max_outlier_fraction:.1%}) "
+                "carry a label "
+                "their nearest neighbours disagree with: flipped or planted labels",
+                location,
+                evidence={
+                    "rows": outliers[:20],
+                    "suggested_labels": {str(r): suggested[r] for r in outliers[:20]},
+                    "recommendation": "review these rows; drop or relabel before training",
+                },
+                metrics={"dataset_label_outlier_fraction": rounded(len(outliers) / n)},
+            )
+        )
     if len(spectral) / n > max_spectral_fraction:
-        findings.append(Finding(
-            RULE, Severity.MEDIUM,
-            f"{len(spectral)} samples ({len(spectral) / n:.1%}, bound {max_spectral_fraction:.1%}) are spectral "
-            "outliers of their class: a possible planted sub-population",
-            location, evidence={"rows": spectral[:20], "recommendation": "inspect these rows for a shared pattern"},
-            metrics={"dataset_spectral_outlier_fraction": rounded(len(spectral) / n)},
-        ))
-    result = DatasetScreen(tuple(findings), tuple(conflicts), tuple(outliers), suggested, tuple(spectral), n,
-                           time.perf_counter() - started)
+        findings.append(
+            Finding(
+                RULE,
+                Severity.MEDIUM,
+                f"{len(spectral)} samples ({len(spectral) / n:.1%}, bound {max_spectral_fraction:.1%}) "
+                "are spectral "
+                "outliers of their class: a possible planted sub-population",
+                location,
+                evidence={"rows": spectral[:20], "recommendation": "inspect these rows for a shared pattern"},
+                metrics={"dataset_spectral_outlier_fraction": rounded(len(spectral) / n)},
+            )
+        )
+    result = DatasetScreen(
+        tuple(findings),
+        tuple(conflicts),
+        tuple(outliers),
+        suggested,
+        tuple(spectral),
+        n,
+        time.perf_counter() - started,
+    )
     record_findings(result.findings)
     record_metric("dataset_label_outlier_fraction", len(outliers) / n)
     return result
 
 
 def assert_dataset_clean(
-    x: Any, y: Any, *, fail_on: Severity | str | None = None, **kwargs: Any,
+    x: Any,
+    y: Any,
+    *,
+    fail_on: Severity | str | None = None,
+    **kwargs: Any,
 ) -> DatasetScreen:
     """Fail with ``RobustnessFailure`` when :func:`scan_dataset` finds label conflicts, too many label
     outliers or too many spectral outliers; return the screen otherwise."""
@@ -133,16 +163,28 @@ def assert_dataset_clean(
     example = ""
     if result.label_outliers:
         row = result.label_outliers[0]
-        example = f"; e.g. row {row} is labelled {int(np.asarray(y)[row])}, its neighbours say {result.suggested_labels[row]}"
-    details = (f"{len(result.label_outliers)} label outliers, {len(result.conflicting_duplicates)} conflicting "
-               f"duplicate pairs, {len(result.spectral_outliers)} spectral outliers in {result.size} rows{example}")
-    enforce(result.findings, RobustnessFailure, headline="the training data looks poisoned or mislabelled",
-            details=details, result=result, fail_on=fail_on)
+        given, suggested = int(np.asarray(y)[row]), result.suggested_labels[row]
+        example = f"; e.g. row {row} is labelled {given}, its neighbours say {suggested}"
+    details = (
+        f"{len(result.label_outliers)} label outliers, {len(result.conflicting_duplicates)} conflicting "
+        f"duplicate pairs, {len(result.spectral_outliers)} spectral outliers in {result.size} rows{example}"
+    )
+    enforce(
+        result.findings,
+        RobustnessFailure,
+        headline="the training data looks poisoned or mislabelled",
+        details=details,
+        result=result,
+        fail_on=fail_on,
+    )
     return result
 
 
 def _conflicting_duplicates(
-    dist: np.ndarray, idx: np.ndarray, labels: np.ndarray, radius: float,
+    dist: np.ndarray,
+    idx: np.ndarray,
+    labels: np.ndarray,
+    radius: float,
 ) -> list[tuple[int, int]]:
     scale = float(np.median(dist[:, 0]))
     cutoff = radius * scale if scale > 0 else 0.0
@@ -154,7 +196,9 @@ def _conflicting_duplicates(
     return sorted(pairs)
 
 
-def _label_outliers(idx: np.ndarray, labels: np.ndarray, min_agreement: float) -> tuple[list[int], dict[int, int]]:
+def _label_outliers(
+    idx: np.ndarray, labels: np.ndarray, min_agreement: float
+) -> tuple[list[int], dict[int, int]]:
     neighbour_labels = labels[idx]
     outliers: list[int] = []
     suggested: dict[int, int] = {}

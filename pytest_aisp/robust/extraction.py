@@ -87,7 +87,9 @@ def evaluate_extraction(
     if x_thief.shape[1:] != x_hold.shape[1:]:
         raise AispError(f"thief inputs have shape {x_thief.shape[1:]} but held-out inputs {x_hold.shape[1:]}")
     if not 1 <= query_budget <= len(x_thief):
-        raise AispError(f"query_budget must be between 1 and the {len(x_thief)} thief inputs, got {query_budget}")
+        raise AispError(
+            f"query_budget must be between 1 and the {len(x_thief)} thief inputs, got {query_budget}"
+        )
     classes = nb_classes or int(y_hold.max()) + 1
     victim = model_access(model, classes)
     rng = np.random.default_rng(seed)
@@ -107,18 +109,34 @@ def evaluate_extraction(
         hardened[name] = float(np.mean(copy(x_hold).argmax(axis=1) == victim_hold))
     findings = []
     if fidelity > max_fidelity:
-        findings.append(Finding(
-            RULE, Severity.HIGH,
-            f"a {surrogate} surrogate trained on {query_budget} queries agrees with the model on {fidelity:.1%} "
-            f"of held-out inputs (bound {max_fidelity:.1%}); its accuracy {accuracy:.1%}",
-            location,
-            evidence={"surrogate": surrogate, "query_budget": query_budget,
-                      "hardened_fidelity": {k: rounded(v) for k, v in hardened.items()},
-                      "recommendation": "return the top-1 label or rounded scores, rate-limit and monitor queries"},
-            metrics={"extraction_fidelity": rounded(fidelity), "extraction_accuracy": rounded(accuracy)},
-        ))
-    result = ExtractionResult(surrogate, query_budget, fidelity, accuracy, float(np.mean(victim_hold == y_hold)),
-                              hardened, tuple(findings), time.perf_counter() - started)
+        findings.append(
+            Finding(
+                RULE,
+                Severity.HIGH,
+                f"a {surrogate} surrogate trained on {query_budget} queries agrees with the model "
+                f"on {fidelity:.1%} "
+                f"of held-out inputs (bound {max_fidelity:.1%}); its accuracy {accuracy:.1%}",
+                location,
+                evidence={
+                    "surrogate": surrogate,
+                    "query_budget": query_budget,
+                    "hardened_fidelity": {k: rounded(v) for k, v in hardened.items()},
+                    "recommendation": "return the top-1 label or rounded scores, "
+                    "rate-limit and monitor queries",
+                },
+                metrics={"extraction_fidelity": rounded(fidelity), "extraction_accuracy": rounded(accuracy)},
+            )
+        )
+    result = ExtractionResult(
+        surrogate,
+        query_budget,
+        fidelity,
+        accuracy,
+        float(np.mean(victim_hold == y_hold)),
+        hardened,
+        tuple(findings),
+        time.perf_counter() - started,
+    )
     record_findings(result.findings)
     record_metric("extraction_fidelity", fidelity)
     for name, value in hardened.items():
@@ -139,14 +157,28 @@ def assert_extraction_resistant(
     """Fail with ``RobustnessFailure`` when a surrogate stolen with ``query_budget`` queries agrees with
     the model on more than ``max_fidelity`` of held-out inputs; return the result otherwise."""
     __tracebackhide__ = True
-    result = evaluate_extraction(model, thief_data=thief_data, holdout_data=holdout_data, query_budget=query_budget,
-                                 max_fidelity=max_fidelity, **kwargs)
+    result = evaluate_extraction(
+        model,
+        thief_data=thief_data,
+        holdout_data=holdout_data,
+        query_budget=query_budget,
+        max_fidelity=max_fidelity,
+        **kwargs,
+    )
     hardened = ", ".join(f"{k} {v:.1%}" for k, v in result.hardened_fidelity.items())
-    details = (f"fidelity {result.fidelity:.1%} (bound {max_fidelity:.1%}) after {query_budget} queries; surrogate "
-               f"accuracy {result.accuracy:.1%} vs the model's {result.victim_accuracy:.1%}"
-               + (f"; with hardened outputs: {hardened}" if hardened else ""))
-    enforce(result.findings, RobustnessFailure, headline="the model can be extracted from its outputs",
-            details=details, result=result, fail_on=fail_on)
+    details = (
+        f"fidelity {result.fidelity:.1%} (bound {max_fidelity:.1%}) after {query_budget} queries; surrogate "
+        f"accuracy {result.accuracy:.1%} vs the model's {result.victim_accuracy:.1%}"
+        + (f"; with hardened outputs: {hardened}" if hardened else "")
+    )
+    enforce(
+        result.findings,
+        RobustnessFailure,
+        headline="the model can be extracted from its outputs",
+        details=details,
+        result=result,
+        fail_on=fail_on,
+    )
     return result
 
 
@@ -160,14 +192,23 @@ def _thief_inputs(thief_data: Any) -> np.ndarray:
 
 
 def train_surrogate(
-    x: np.ndarray, targets: np.ndarray, *, epochs: int = 100, hidden: int = 128, seed: int = 0,
+    x: np.ndarray,
+    targets: np.ndarray,
+    *,
+    epochs: int = 100,
+    hidden: int = 128,
+    seed: int = 0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Fit a torch MLP to the victim's output vectors (soft cross-entropy); return its predict_proba."""
     torch = require("torch", "torch")
     torch.manual_seed(seed)
     features = int(np.prod(x.shape[1:]))
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(features, hidden), torch.nn.ReLU(),
-                              torch.nn.Linear(hidden, targets.shape[1]))
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(features, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, targets.shape[1]),
+    )
     xt = torch.as_tensor(x, dtype=torch.float32)
     tt = torch.as_tensor(targets, dtype=torch.float32)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
@@ -175,7 +216,7 @@ def train_surrogate(
     for _ in range(epochs):
         order = torch.randperm(len(xt), generator=generator)
         for start in range(0, len(xt), 64):
-            idx = order[start:start + 64]
+            idx = order[start : start + 64]
             opt.zero_grad()
             loss = -(tt[idx] * torch.log_softmax(net(xt[idx]), dim=1)).sum(dim=1).mean()
             loss.backward()
@@ -190,7 +231,11 @@ def train_surrogate(
 
 
 def _art_surrogate(
-    kind: str, victim_proba: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, classes: int, epochs: int,
+    kind: str,
+    victim_proba: Callable[[np.ndarray], np.ndarray],
+    queries: np.ndarray,
+    classes: int,
+    epochs: int,
     seed: int,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Steal with ART's KnockoffNets (random sampling) or CopycatCNN into the same MLP architecture."""
@@ -200,21 +245,36 @@ def _art_surrogate(
 
     torch.manual_seed(seed)
     features = int(np.prod(queries.shape[1:]))
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(features, 128), torch.nn.ReLU(),
-                              torch.nn.Linear(128, classes))
-    thief = PyTorchClassifier(net, loss=torch.nn.CrossEntropyLoss(), input_shape=queries.shape[1:],
-                              nb_classes=classes, optimizer=torch.optim.Adam(net.parameters(), lr=3e-3))
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(features, 128), torch.nn.ReLU(), torch.nn.Linear(128, classes)
+    )
+    thief = PyTorchClassifier(
+        net,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=queries.shape[1:],
+        nb_classes=classes,
+        optimizer=torch.optim.Adam(net.parameters(), lr=3e-3),
+    )
     victim = BlackBoxClassifier(victim_proba, queries.shape[1:], classes)
     budget = len(queries)
     if kind == "knockoff":
         from art.attacks.extraction import KnockoffNets
 
-        attack = KnockoffNets(victim, batch_size_fit=64, batch_size_query=64, nb_epochs=epochs, nb_stolen=budget,
-                              sampling_strategy="random", verbose=False)
+        attack = KnockoffNets(
+            victim,
+            batch_size_fit=64,
+            batch_size_query=64,
+            nb_epochs=epochs,
+            nb_stolen=budget,
+            sampling_strategy="random",
+            verbose=False,
+        )
     else:
         from art.attacks.extraction import CopycatCNN
 
-        attack = CopycatCNN(victim, batch_size_fit=64, batch_size_query=64, nb_epochs=epochs, nb_stolen=budget)
+        attack = CopycatCNN(
+            victim, batch_size_fit=64, batch_size_query=64, nb_epochs=epochs, nb_stolen=budget
+        )
     state = np.random.get_state()
     np.random.seed(seed)  # KnockoffNets draws its random sample from numpy's global generator
     try:

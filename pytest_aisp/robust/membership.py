@@ -96,7 +96,9 @@ def evaluate_membership(
     access = model_access(model, classes)
     p_in, p_out = predict_proba(access, x_in), predict_proba(access, x_out)
     if p_in.shape[1] <= max(y_in.max(), y_out.max()):
-        raise AispError(f"the model returns {p_in.shape[1]} classes but labels go up to {max(y_in.max(), y_out.max())}")
+        raise AispError(
+            f"the model returns {p_in.shape[1]} classes but labels go up to {max(y_in.max(), y_out.max())}"
+        )
     rng = np.random.default_rng(seed)
     scores: dict[str, AttackScore] = {}
     for name in attacks:
@@ -127,11 +129,19 @@ def assert_no_membership_leakage(
     __tracebackhide__ = True
     result = evaluate_membership(model, train_data, holdout_data, max_auc=max_auc, **kwargs)
     worst = result.worst
-    details = (f"{worst.name} attack: AUC {worst.auc:.3f} (95% interval {worst.auc_low:.3f}-{worst.auc_high:.3f}), "
-               f"bound {max_auc}; TPR at 1% FPR {worst.tpr_at_low_fpr:.1%}; "
-               + ", ".join(f"{a.name} {a.auc:.3f}" for a in result.attacks.values()))
-    enforce(result.findings, RobustnessFailure, headline="the model leaks training-set membership",
-            details=details, result=result, fail_on=fail_on)
+    details = (
+        f"{worst.name} attack: AUC {worst.auc:.3f} (95% interval {worst.auc_low:.3f}-{worst.auc_high:.3f}), "
+        f"bound {max_auc}; TPR at 1% FPR {worst.tpr_at_low_fpr:.1%}; "
+        + ", ".join(f"{a.name} {a.auc:.3f}" for a in result.attacks.values())
+    )
+    enforce(
+        result.findings,
+        RobustnessFailure,
+        headline="the model leaks training-set membership",
+        details=details,
+        result=result,
+        fail_on=fail_on,
+    )
     return result
 
 
@@ -142,8 +152,14 @@ def _threshold_scores(name: str, proba: np.ndarray, y: np.ndarray) -> np.ndarray
 
 
 def _art_blackbox(
-    x_in: np.ndarray, y_in: np.ndarray, p_in: np.ndarray, x_out: np.ndarray, y_out: np.ndarray,
-    p_out: np.ndarray, classes: int, seed: int,
+    x_in: np.ndarray,
+    y_in: np.ndarray,
+    p_in: np.ndarray,
+    x_out: np.ndarray,
+    y_out: np.ndarray,
+    p_out: np.ndarray,
+    classes: int,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Membership probabilities from ART's black-box attack on the halves it was not fitted on."""
     require("art", "art")
@@ -158,10 +174,18 @@ def _art_blackbox(
     onehot = np.eye(classes)
     with seeded_numpy(seed):
         attack = MembershipInferenceBlackBox(estimator, input_type="prediction", attack_model_type="rf")
-        attack.fit(x_in[fit_in], onehot[y_in[fit_in]], x_out[fit_out], onehot[y_out[fit_out]],
-                   pred=p_in[fit_in], test_pred=p_out[fit_out])
+        attack.fit(
+            x_in[fit_in],
+            onehot[y_in[fit_in]],
+            x_out[fit_out],
+            onehot[y_out[fit_out]],
+            pred=p_in[fit_in],
+            test_pred=p_out[fit_out],
+        )
         s_in = attack.infer(x_in[eval_in], onehot[y_in[eval_in]], pred=p_in[eval_in], probabilities=True)
-        s_out = attack.infer(x_out[eval_out], onehot[y_out[eval_out]], pred=p_out[eval_out], probabilities=True)
+        s_out = attack.infer(
+            x_out[eval_out], onehot[y_out[eval_out]], pred=p_out[eval_out], probabilities=True
+        )
     return _member_column(s_in), _member_column(s_out)
 
 
@@ -185,15 +209,21 @@ def tpr_at_fpr(s_in: np.ndarray, s_out: np.ndarray, fpr: float = LOW_FPR) -> flo
     return float(np.mean(s_in > threshold))
 
 
-def _score(name: str, s_in: np.ndarray, s_out: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> AttackScore:
+def _score(
+    name: str, s_in: np.ndarray, s_out: np.ndarray, n_bootstrap: int, rng: np.random.Generator
+) -> AttackScore:
     auc = roc_auc(s_in, s_out)
     boot = [roc_auc(rng.choice(s_in, len(s_in)), rng.choice(s_out, len(s_out))) for _ in range(n_bootstrap)]
-    low, high = (np.quantile(boot, [0.025, 0.975]) if boot else (auc, auc))
+    low, high = np.quantile(boot, [0.025, 0.975]) if boot else (auc, auc)
     return AttackScore(name, auc, float(low), float(high), tpr_at_fpr(s_in, s_out))
 
 
 def _findings(
-    scores: Mapping[str, AttackScore], max_auc: float, max_tpr: float | None, members: int, non_members: int,
+    scores: Mapping[str, AttackScore],
+    max_auc: float,
+    max_tpr: float | None,
+    members: int,
+    non_members: int,
     location: str,
 ) -> list[Finding]:
     worst = max(scores.values(), key=lambda a: a.auc)
@@ -201,19 +231,36 @@ def _findings(
     over_tpr = max_tpr is not None and worst.tpr_at_low_fpr > max_tpr
     if not (over_auc or over_tpr):
         return []
-    what = (f"membership AUC {worst.auc:.3f} > {max_auc}" if over_auc
-            else f"TPR at 1% FPR {worst.tpr_at_low_fpr:.1%} > {max_tpr:.1%}")
-    return [Finding(
-        RULE, Severity.HIGH,
-        f"the {worst.name} attack tells training samples from unseen ones: {what} "
-        f"(interval {worst.auc_low:.3f}-{worst.auc_high:.3f})",
-        location,
-        evidence={
-            "attacks": {a.name: {"auc": rounded(a.auc), "auc_interval": [rounded(a.auc_low), rounded(a.auc_high)],
-                                 "tpr_at_1pct_fpr": rounded(a.tpr_at_low_fpr)} for a in scores.values()},
-            "members": members, "non_members": non_members,
-            "recommendation": "regularise (weight decay, label smoothing, early stopping), train on more data, "
-                              "or train with differential privacy; return labels instead of scores",
-        },
-        metrics={"membership_auc": rounded(worst.auc), "membership_tpr_at_1pct_fpr": rounded(worst.tpr_at_low_fpr)},
-    )]
+    what = (
+        f"membership AUC {worst.auc:.3f} > {max_auc}"
+        if over_auc
+        else f"TPR at 1% FPR {worst.tpr_at_low_fpr:.1%} > {max_tpr:.1%}"
+    )
+    return [
+        Finding(
+            RULE,
+            Severity.HIGH,
+            f"the {worst.name} attack tells training samples from unseen ones: {what} "
+            f"(interval {worst.auc_low:.3f}-{worst.auc_high:.3f})",
+            location,
+            evidence={
+                "attacks": {
+                    a.name: {
+                        "auc": rounded(a.auc),
+                        "auc_interval": [rounded(a.auc_low), rounded(a.auc_high)],
+                        "tpr_at_1pct_fpr": rounded(a.tpr_at_low_fpr),
+                    }
+                    for a in scores.values()
+                },
+                "members": members,
+                "non_members": non_members,
+                "recommendation": "regularise (weight decay, label smoothing, early stopping), "
+                "train on more data, "
+                "or train with differential privacy; return labels instead of scores",
+            },
+            metrics={
+                "membership_auc": rounded(worst.auc),
+                "membership_tpr_at_1pct_fpr": rounded(worst.tpr_at_low_fpr),
+            },
+        )
+    ]

@@ -109,12 +109,16 @@ def evaluate_poisoning(
     success = None
     if attack != "label_flip":
         others = y_te != target
-        predicted = predict_proba(model_access(poisoned_model, classes), stamp.apply(x_te[others])).argmax(axis=1)
+        predicted = predict_proba(model_access(poisoned_model, classes), stamp.apply(x_te[others])).argmax(
+            axis=1
+        )
         success = float(np.mean(predicted == target))
-    findings = _findings(attack, rate, clean_acc, poisoned_acc, success, max_acc_drop, max_backdoor_success,
-                         target, location)
-    result = PoisoningResult(attack, rate, rows, clean_acc, poisoned_acc, success, tuple(findings),
-                             time.perf_counter() - started)
+    findings = _findings(
+        attack, rate, clean_acc, poisoned_acc, success, max_acc_drop, max_backdoor_success, target, location
+    )
+    result = PoisoningResult(
+        attack, rate, rows, clean_acc, poisoned_acc, success, tuple(findings), time.perf_counter() - started
+    )
     record_findings(result.findings)
     record_metric(f"poisoning_{attack}_acc_drop", result.accuracy_drop)
     if success is not None:
@@ -137,14 +141,29 @@ def assert_poisoning_resistant(
     ``max_acc_drop`` clean accuracy or plants a trigger that works on more than ``max_backdoor_success``
     of test inputs; return the result otherwise."""
     __tracebackhide__ = True
-    result = evaluate_poisoning(train_fn, data, attack=attack, rate=rate, max_acc_drop=max_acc_drop,
-                                max_backdoor_success=max_backdoor_success, **kwargs)
-    details = (f"{result.poisoned_rows} poisoned rows ({rate:.1%}): clean accuracy {result.clean_accuracy:.1%} -> "
-               f"{result.poisoned_accuracy:.1%} (drop {result.accuracy_drop:.1%}, bound {max_acc_drop:.1%})")
+    result = evaluate_poisoning(
+        train_fn,
+        data,
+        attack=attack,
+        rate=rate,
+        max_acc_drop=max_acc_drop,
+        max_backdoor_success=max_backdoor_success,
+        **kwargs,
+    )
+    details = (
+        f"{result.poisoned_rows} poisoned rows ({rate:.1%}): clean accuracy {result.clean_accuracy:.1%} -> "
+        f"{result.poisoned_accuracy:.1%} (drop {result.accuracy_drop:.1%}, bound {max_acc_drop:.1%})"
+    )
     if result.backdoor_success is not None:
         details += f"; trigger success {result.backdoor_success:.1%} (bound {max_backdoor_success:.1%})"
-    enforce(result.findings, RobustnessFailure, headline=f"training is not resistant to {attack} poisoning",
-            details=details, result=result, fail_on=fail_on)
+    enforce(
+        result.findings,
+        RobustnessFailure,
+        headline=f"training is not resistant to {attack} poisoning",
+        details=details,
+        result=result,
+        fail_on=fail_on,
+    )
     return result
 
 
@@ -161,10 +180,16 @@ def _split(data: Any) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, 
 
 
 def _poison(
-    attack: str, x: np.ndarray, y: np.ndarray, rate: float, target: int, stamp: Trigger, classes: int,
+    attack: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    rate: float,
+    target: int,
+    stamp: Trigger,
+    classes: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    count = int(round(rate * len(y)))
+    count = round(rate * len(y))
     x_p, y_p = x.copy(), y.copy()
     if attack == "label_flip":
         rows = rng.choice(len(y), size=count, replace=False)
@@ -184,7 +209,9 @@ def _poison(
     return x_p, y_p, len(rows)
 
 
-def _train(train_fn: Callable[[np.ndarray, np.ndarray], Any], x: np.ndarray, y: np.ndarray, which: str) -> Any:
+def _train(
+    train_fn: Callable[[np.ndarray, np.ndarray], Any], x: np.ndarray, y: np.ndarray, which: str
+) -> Any:
     try:
         model = train_fn(x, y)
     except (AispError, AispFailure):
@@ -201,26 +228,42 @@ def _accuracy(model: Any, x: np.ndarray, y: np.ndarray, classes: int) -> float:
 
 
 def _findings(
-    attack: str, rate: float, clean_acc: float, poisoned_acc: float, success: float | None, max_drop: float,
-    max_success: float, target: int, location: str,
+    attack: str,
+    rate: float,
+    clean_acc: float,
+    poisoned_acc: float,
+    success: float | None,
+    max_drop: float,
+    max_success: float,
+    target: int,
+    location: str,
 ) -> list[Finding]:
     findings = []
     evidence = {"attack": attack, "rate": rate, "recommendations": list(RECOMMENDATIONS)}
     drop = clean_acc - poisoned_acc
     if drop > max_drop:
-        findings.append(Finding(
-            RULE, Severity.MEDIUM,
-            f"{attack} poisoning of {rate:.1%} of the training data costs {drop:.1%} clean accuracy "
-            f"({clean_acc:.1%} -> {poisoned_acc:.1%}, bound {max_drop:.1%})",
-            location, evidence=evidence,
-            metrics={"poisoning_acc_drop": rounded(drop), "poisoning_clean_accuracy": rounded(clean_acc)},
-        ))
+        findings.append(
+            Finding(
+                RULE,
+                Severity.MEDIUM,
+                f"{attack} poisoning of {rate:.1%} of the training data costs {drop:.1%} clean accuracy "
+                f"({clean_acc:.1%} -> {poisoned_acc:.1%}, bound {max_drop:.1%})",
+                location,
+                evidence=evidence,
+                metrics={"poisoning_acc_drop": rounded(drop), "poisoning_clean_accuracy": rounded(clean_acc)},
+            )
+        )
     if success is not None and success > max_success:
-        findings.append(Finding(
-            RULE, Severity.HIGH,
-            f"{attack} poisoning of {rate:.1%} of the training data plants a trigger that sends {success:.1%} "
-            f"of test inputs to class {target} (bound {max_success:.1%})",
-            location, evidence={**evidence, "target": target},
-            metrics={"poisoning_backdoor_success": rounded(success)},
-        ))
+        findings.append(
+            Finding(
+                RULE,
+                Severity.HIGH,
+                f"{attack} poisoning of {rate:.1%} of the training data plants a trigger "
+                f"that sends {success:.1%} "
+                f"of test inputs to class {target} (bound {max_success:.1%})",
+                location,
+                evidence={**evidence, "target": target},
+                metrics={"poisoning_backdoor_success": rounded(success)},
+            )
+        )
     return findings

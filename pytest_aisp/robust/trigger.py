@@ -101,13 +101,20 @@ def evaluate_trigger(
         success, chosen = _success_rate(model, x, y, trigger, target, nb_classes)
         record_metric("trigger_success_rate", success)
         if success > max_success:
-            findings.append(Finding(
-                RULE, Severity.HIGH,
-                f"the trigger sends {success:.1%} of inputs to class {chosen} (bound {max_success:.1%})",
-                location, evidence={"target": chosen, "samples": len(x),
-                                    "recommendation": "retrain on screened data; see assert_no_backdoor"},
-                metrics={"trigger_success_rate": rounded(success)},
-            ))
+            findings.append(
+                Finding(
+                    RULE,
+                    Severity.HIGH,
+                    f"the trigger sends {success:.1%} of inputs to class {chosen} (bound {max_success:.1%})",
+                    location,
+                    evidence={
+                        "target": chosen,
+                        "samples": len(x),
+                        "recommendation": "retrain on screened data; see assert_no_backdoor",
+                    },
+                    metrics={"trigger_success_rate": rounded(success)},
+                )
+            )
     per_class: dict[int, ClassTrigger] = {}
     anomaly = suspect = None
     if search:
@@ -120,21 +127,31 @@ def evaluate_trigger(
         record_metric("trigger_anomaly_index", anomaly)
         if anomaly > max_anomaly_index:
             smallest = per_class[suspect]
-            findings.append(Finding(
-                RULE, Severity.HIGH,
-                f"class {suspect} is reached by a trigger of mask norm {smallest.mask_l1:.1f} (success "
-                f"{smallest.success_rate:.0%}); anomaly index {anomaly:.2f} > {max_anomaly_index}",
-                location,
-                evidence={"suspect_class": suspect,
-                          "mask_l1_by_class": {str(k): rounded(c.mask_l1, 2) for k, c in per_class.items()},
-                          "recommendation": "screen the training data of that class (assert_no_backdoor) and retrain"},
-                metrics={"trigger_anomaly_index": rounded(anomaly), "trigger_mask_l1": rounded(smallest.mask_l1)},
-            ))
+            findings.append(
+                Finding(
+                    RULE,
+                    Severity.HIGH,
+                    f"class {suspect} is reached by a trigger of mask norm {smallest.mask_l1:.1f} (success "
+                    f"{smallest.success_rate:.0%}); anomaly index {anomaly:.2f} > {max_anomaly_index}",
+                    location,
+                    evidence={
+                        "suspect_class": suspect,
+                        "mask_l1_by_class": {str(k): rounded(c.mask_l1, 2) for k, c in per_class.items()},
+                        "recommendation": "screen the training data of that class "
+                        "(assert_no_backdoor) and retrain",
+                    },
+                    metrics={
+                        "trigger_anomaly_index": rounded(anomaly),
+                        "trigger_mask_l1": rounded(smallest.mask_l1),
+                    },
+                )
+            )
             png = thumbnails_png([masks[suspect]]) if x.ndim in (3, 4) else None
             if png:
                 attach(f"reverse-engineered trigger mask, class {suspect}", png)
-    result = TriggerResult(tuple(findings), success, chosen, anomaly, suspect, per_class,
-                           time.perf_counter() - started)
+    result = TriggerResult(
+        tuple(findings), success, chosen, anomaly, suspect, per_class, time.perf_counter() - started
+    )
     record_findings(result.findings)
     return result
 
@@ -157,13 +174,22 @@ def assert_trigger_free(
     result = evaluate_trigger(model, data, trigger=trigger, max_success=max_success, search=search, **kwargs)
     parts = []
     if result.success_rate is not None:
-        parts.append(f"trigger success {result.success_rate:.1%} into class {result.target} "
-                     f"(bound {max_success:.1%})")
+        parts.append(
+            f"trigger success {result.success_rate:.1%} into class {result.target} (bound {max_success:.1%})"
+        )
     if result.anomaly_index is not None:
-        parts.append(f"smallest universal trigger: class {result.suspect_class}, anomaly index "
-                     f"{result.anomaly_index:.2f}")
-    enforce(result.findings, RobustnessFailure, headline="the model reacts to a trigger", details="; ".join(parts),
-            result=result, fail_on=fail_on)
+        parts.append(
+            f"smallest universal trigger: class {result.suspect_class}, anomaly index "
+            f"{result.anomaly_index:.2f}"
+        )
+    enforce(
+        result.findings,
+        RobustnessFailure,
+        headline="the model reacts to a trigger",
+        details="; ".join(parts),
+        result=result,
+        fail_on=fail_on,
+    )
     return result
 
 
@@ -178,7 +204,12 @@ def _as_stamp(trigger: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _success_rate(
-    model: Any, x: np.ndarray, y: np.ndarray, trigger: Any, target: int | None, nb_classes: int | None,
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    trigger: Any,
+    target: int | None,
+    nb_classes: int | None,
 ) -> tuple[float, int]:
     access = model_access(model, nb_classes=nb_classes or int(y.max()) + 1)
     try:
@@ -188,10 +219,14 @@ def _success_rate(
     except Exception as exc:
         raise AispError(f"the trigger failed on a batch of shape {x.shape}: {exc}") from exc
     if stamped.shape != x.shape:
-        raise AispError(f"the trigger turned inputs of shape {x.shape} into {stamped.shape}; it must keep the shape")
+        raise AispError(
+            f"the trigger turned inputs of shape {x.shape} into {stamped.shape}; it must keep the shape"
+        )
     predicted = predict_proba(access, stamped).argmax(axis=1)
     if target is None:
-        target = int(np.bincount(predicted[predicted != y], minlength=1).argmax()) if np.any(predicted != y) else 0
+        target = (
+            int(np.bincount(predicted[predicted != y], minlength=1).argmax()) if np.any(predicted != y) else 0
+        )
     others = y != target
     if not others.any():
         raise AispError(f"every input is labelled {target}: the success rate needs inputs of other classes")
@@ -199,7 +234,12 @@ def _success_rate(
 
 
 def _search(
-    model: Any, x: np.ndarray, y: np.ndarray, steps: int, l1_weight: float, seed: int,
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    l1_weight: float,
+    seed: int,
 ) -> tuple[dict[int, ClassTrigger], dict[int, np.ndarray]]:
     """Optimise one mask and pattern per target class, all classes in one batch (Adam works per
     element and the loss is a sum over classes, so this equals separate searches, only faster)."""

@@ -21,9 +21,14 @@ def thief(poison_script, poison_fixtures):
 def test_probability_endpoint_is_extractable(poison_script, clean_cnn, poison_fixtures, thief):
     f = poison_fixtures
     with pytest.raises(RobustnessFailure, match="fidelity") as info:
-        assert_extraction_resistant(poison_script.probability_api(clean_cnn), query_budget=BUDGET,
-                                    max_fidelity=MAX_FIDELITY, thief_data=thief, holdout_data=(f.x_test, f.y_test),
-                                    nb_classes=10)
+        assert_extraction_resistant(
+            poison_script.probability_api(clean_cnn),
+            query_budget=BUDGET,
+            max_fidelity=MAX_FIDELITY,
+            thief_data=thief,
+            holdout_data=(f.x_test, f.y_test),
+            nb_classes=10,
+        )
     result = info.value.result
     assert result.fidelity > MAX_FIDELITY
     # hardening the same outputs to the top-1 label costs the thief fidelity
@@ -32,9 +37,15 @@ def test_probability_endpoint_is_extractable(poison_script, clean_cnn, poison_fi
 
 def test_top1_endpoint_resists_at_the_same_budget(poison_script, clean_cnn, poison_fixtures, thief):
     f = poison_fixtures
-    result = assert_extraction_resistant(poison_script.label_api(clean_cnn), query_budget=BUDGET,
-                                         max_fidelity=MAX_FIDELITY, thief_data=thief,
-                                         holdout_data=(f.x_test, f.y_test), nb_classes=10, hardening=())
+    result = assert_extraction_resistant(
+        poison_script.label_api(clean_cnn),
+        query_budget=BUDGET,
+        max_fidelity=MAX_FIDELITY,
+        thief_data=thief,
+        holdout_data=(f.x_test, f.y_test),
+        nb_classes=10,
+        hardening=(),
+    )
     assert result.fidelity <= MAX_FIDELITY
 
 
@@ -42,9 +53,16 @@ def test_top1_endpoint_resists_at_the_same_budget(poison_script, clean_cnn, pois
 @pytest.mark.parametrize("surrogate", ["knockoff", "copycat"])
 def test_art_surrogates(surrogate, poison_script, clean_cnn, poison_fixtures, thief):
     f = poison_fixtures
-    result = evaluate_extraction(poison_script.probability_api(clean_cnn), thief_data=thief,
-                                 holdout_data=(f.x_test, f.y_test), query_budget=BUDGET, surrogate=surrogate,
-                                 hardening=(), epochs=30, nb_classes=10)
+    result = evaluate_extraction(
+        poison_script.probability_api(clean_cnn),
+        thief_data=thief,
+        holdout_data=(f.x_test, f.y_test),
+        query_budget=BUDGET,
+        surrogate=surrogate,
+        hardening=(),
+        epochs=30,
+        nb_classes=10,
+    )
     assert 0.5 < result.fidelity <= 1.0
 
 

@@ -56,5 +56,6 @@ def test_bad_input_is_an_error(poison_script, poison_fixtures):
     with pytest.raises(AispError, match="input shape"):
         evaluate_membership(model, (f.x_train[:40], f.y_train[:40]), (f.x_test[:40, :, :4], f.y_test[:40]))
     with pytest.raises(AispError, match="attacks must be"):
-        evaluate_membership(model, (f.x_train[:40], f.y_train[:40]), (f.x_test[:40], f.y_test[:40]),
-                            attacks=("shadow",))
+        evaluate_membership(
+            model, (f.x_train[:40], f.y_train[:40]), (f.x_test[:40], f.y_test[:40]), attacks=("shadow",)
+        )

@@ -29,8 +29,13 @@ def test_screening_pipeline_resists_the_backdoor(poison_script, split):
 
 
 def test_label_flip_measures_the_accuracy_drop(poison_script, split):
-    result = evaluate_poisoning(poison_script.train_mlp, {"train": split[0], "test": split[1]},
-                                attack="label_flip", rate=0.4, max_acc_drop=0.0)
+    result = evaluate_poisoning(
+        poison_script.train_mlp,
+        {"train": split[0], "test": split[1]},
+        attack="label_flip",
+        rate=0.4,
+        max_acc_drop=0.0,
+    )
     assert result.backdoor_success is None
     assert result.accuracy_drop > 0  # 40% flipped labels cost accuracy
     assert not result.passed
@@ -40,7 +45,7 @@ def test_train_fn_that_raises_is_an_error(split):
     def broken(x, y):
         raise RuntimeError("out of memory")
 
-    with pytest.raises(AispError, match="train_fn raised.*out of memory"):
+    with pytest.raises(AispError, match=r"train_fn raised.*out of memory"):
         evaluate_poisoning(broken, split)
 
 

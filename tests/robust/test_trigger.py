@@ -12,8 +12,9 @@ from pytest_aisp.robust import Trigger, assert_trigger_free, evaluate_trigger
 def test_known_trigger_flips_the_backdoored_model(backdoor_cnn, poison_fixtures, poison_script):
     f = poison_fixtures
     with pytest.raises(RobustnessFailure, match="trigger success") as info:
-        assert_trigger_free(backdoor_cnn, (f.x_test, f.y_test), trigger=Trigger(*poison_script.patch_trigger()),
-                            target=0)
+        assert_trigger_free(
+            backdoor_cnn, (f.x_test, f.y_test), trigger=Trigger(*poison_script.patch_trigger()), target=0
+        )
     assert info.value.result.success_rate > 0.9
 
 
@@ -42,7 +43,9 @@ def test_search_passes_the_clean_twin(clean_cnn, poison_fixtures):
 def test_trigger_on_a_label_only_callable(backdoor_cnn, poison_fixtures, poison_script):
     f = poison_fixtures
     labels = poison_script.label_api(backdoor_cnn)
-    result = evaluate_trigger(labels, (f.x_test, f.y_test), trigger=poison_script.stamp, search=False, nb_classes=10)
+    result = evaluate_trigger(
+        labels, (f.x_test, f.y_test), trigger=poison_script.stamp, search=False, nb_classes=10
+    )
     assert result.target == 0 and result.success_rate > 0.9
 
 
