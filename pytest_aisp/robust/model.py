@@ -215,6 +215,7 @@ class Classifier:
     module: Any = None
     preprocess: Callable[[Any], Any] | None = None
     name: str = ""
+    source: Any = field(default=None, repr=False)  # the object adapted (ART's scikit-learn wrappers use it)
 
     @property
     def white_box(self) -> bool:
@@ -379,7 +380,7 @@ def as_classifier(
             common["nb_classes"] = len(classes)
         if shape is None and getattr(model, "n_features_in_", None):
             common["input_shape"] = (int(model.n_features_in_),)
-        return Classifier(kind="sklearn", predict=_sklearn_predict(model),
+        return Classifier(kind="sklearn", predict=_sklearn_predict(model), source=model,
                           **{**common, "name": name or type(model).__name__})
     if hasattr(model, "fit") and hasattr(model, "predict"):
         raise AispError(f"{type(model).__name__} has no predict_proba: attacks need class scores; use a "
