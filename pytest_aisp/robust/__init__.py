@@ -9,26 +9,52 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Public name -> submodule that defines it.
+# Evasion: public name -> submodule that defines it.
 _EVASION: dict[str, str] = {
-    "as_classifier": "model",
+    "AdversarialExample": "evaluate",
     "Classifier": "model",
+    "LocalRobustnessResult": "local",
     "ModelUnderTest": "model",
     "RemoteEndpoint": "model",
+    "RobustnessCurve": "evaluate",
+    "RobustnessResult": "evaluate",
     "SageMakerEndpoint": "model",
+    "SanityResult": "sanity",
+    "as_classifier": "model",
+    "assert_locally_robust": "local",
+    "assert_no_gradient_masking": "sanity",
+    "assert_robust": "evaluate",
+    "evaluate_gradient_masking": "sanity",
+    "evaluate_local_robustness": "local",
+    "evaluate_robustness": "evaluate",
     "model_under_test_from_settings": "model",
+    "robustness_curve": "evaluate",
+    "wilson_interval": "evaluate",
 }
 
 _LOCATIONS: dict[str, str] = {**_EVASION}
 
 __all__ = [
     # evasion
+    "AdversarialExample",
     "Classifier",
+    "LocalRobustnessResult",
     "ModelUnderTest",
     "RemoteEndpoint",
+    "RobustnessCurve",
+    "RobustnessResult",
     "SageMakerEndpoint",
+    "SanityResult",
     "as_classifier",
+    "assert_locally_robust",
+    "assert_no_gradient_masking",
+    "assert_robust",
+    "evaluate_gradient_masking",
+    "evaluate_local_robustness",
+    "evaluate_robustness",
     "model_under_test_from_settings",
+    "robustness_curve",
+    "wilson_interval",
 ]
 
 

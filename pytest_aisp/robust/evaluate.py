@@ -147,7 +147,7 @@ class RobustnessResult:
 # --- running the attack -------------------------------------------------------------------------
 
 
-def _split_model(model: Any, data: Any, device: str | None) -> tuple[Classifier, Any, str, str]:
+def model_and_data(model: Any, data: Any, device: str | None) -> tuple[Classifier, Any, str, str]:
     """Classifier, data, location and device from whatever the caller passed."""
     location, chosen = "", device
     if isinstance(model, ModelUnderTest):
@@ -258,7 +258,7 @@ def evaluate_robustness(
     steps = int(steps if steps is not None else DEFAULT_STEPS.get(attack, 20))
     if steps < 1 or restarts < 1 or batch_size < 1:
         raise AispError("steps, restarts and batch_size must be at least 1")
-    classifier, data, location, device = _split_model(model, data, device)
+    classifier, data, location, device = model_and_data(model, data, device)
     x, y = as_arrays(data)
     if max_samples is not None:
         x, y = x[:max_samples], y[:max_samples]
