@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import importlib
 import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -24,12 +25,19 @@ from pytest_aisp.robust.model import Classifier, attack_mode, call_module, modul
 
 
 def evasion_attack_class(name: str) -> type:
-    """The ART evasion attack class called ``name``; ``AispError`` naming close matches otherwise."""
+    """The ART evasion attack class called ``name`` (or ``module.Class`` below ``art.attacks.evasion``);
+    ``AispError`` naming close matches otherwise."""
     require("art", "art", "attack='art:...' runs IBM's Adversarial Robustness Toolbox")
     import art.attacks.evasion as evasion
     from art.attacks.attack import EvasionAttack
 
     found = getattr(evasion, name, None)
+    if "." in name:  # an attack ART does not export at the top: "laser_attack.laser_attack.LaserBeamAttack"
+        module_name, _, class_name = name.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(f"art.attacks.evasion.{module_name}"), class_name, None)
+        except ImportError:
+            found = None
     if not (isinstance(found, type) and issubclass(found, EvasionAttack)):
         known = sorted(n for n in dir(evasion) if isinstance(getattr(evasion, n), type)
                        and issubclass(getattr(evasion, n), EvasionAttack))
@@ -49,8 +57,11 @@ def _clip_values(classifier: Classifier, shape: tuple[int, ...]) -> tuple[Any, A
 
 
 @contextlib.contextmanager
-def art_estimator(classifier: Classifier, shape: tuple[int, ...], device: str) -> Iterator[Any]:
-    """The ART estimator for ``classifier``; a torch module is restored (mode, requires_grad) afterwards."""
+def art_estimator(classifier: Classifier, shape: tuple[int, ...], device: str,
+                  extra: Mapping[str, Any] | None = None) -> Iterator[Any]:
+    """The ART estimator for ``classifier`` (``extra``: more constructor arguments, such as
+    ``channels_first``); a torch module is restored (mode, requires_grad) afterwards."""
+    extra = dict(extra or {})
     clip = _clip_values(classifier, shape)
     nb_classes = int(classifier.nb_classes or 0)
     if classifier.white_box:
@@ -75,13 +86,13 @@ def art_estimator(classifier: Classifier, shape: tuple[int, ...], device: str) -
         with attack_mode(module):
             yield PyTorchClassifier(model=_Scores(), loss=torch.nn.CrossEntropyLoss(), input_shape=shape,
                                     nb_classes=nb_classes, clip_values=clip,
-                                    device_type="gpu" if str(device).startswith("cuda") else "cpu")
+                                    device_type="gpu" if str(device).startswith("cuda") else "cpu", **extra)
         return
     if classifier.kind == "sklearn" and classifier.source is not None:
         from art.estimators.classification.scikitlearn import SklearnClassifier
 
         try:
-            yield SklearnClassifier(model=classifier.source, clip_values=clip)
+            yield SklearnClassifier(model=classifier.source, clip_values=clip, **extra)
             return
         except (TypeError, ValueError):
             pass  # an estimator ART does not wrap: fall through to black-box
@@ -90,7 +101,8 @@ def art_estimator(classifier: Classifier, shape: tuple[int, ...], device: str) -
     def predict(batch: np.ndarray) -> np.ndarray:
         return np.asarray(classifier.predict(np.asarray(batch, dtype=np.float32).reshape((-1, *shape))))
 
-    yield BlackBoxClassifierNeuralNetwork(predict, input_shape=shape, nb_classes=nb_classes, clip_values=clip)
+    yield BlackBoxClassifierNeuralNetwork(predict, input_shape=shape, nb_classes=nb_classes, clip_values=clip,
+                                          **extra)
 
 
 def attack_arguments(cls: type, *, eps: float, norm: str, steps: int, step_size: float | None, targeted: bool,
@@ -140,16 +152,20 @@ def _seeded(seed: int) -> Iterator[None]:
 def art_adversarial(name: str, classifier: Classifier, x: np.ndarray, labels: np.ndarray, *, eps: float,
                     norm: str, steps: int, step_size: float | None, targeted: bool, seed: int,
                     batch_size: int, device: str, options: Mapping[str, Any]) -> np.ndarray:
-    """Adversarial versions of ``x`` from ART's attack ``name`` (``labels``: true or target classes)."""
+    """Adversarial versions of ``x`` from ART's attack ``name`` (``labels``: true or target classes).
+
+    ``options`` go to the attack's constructor, except ``estimator_options``, which go to the ART
+    estimator that wraps the model (``{"channels_first": False}`` for NHWC images)."""
     cls = evasion_attack_class(name)
+    options = dict(options)
+    estimator_options = options.pop("estimator_options", None)
     shape = tuple(x.shape[1:])
     arguments = attack_arguments(cls, eps=eps, norm=norm, steps=steps, step_size=step_size, targeted=targeted,
                                  batch_size=batch_size, options=options)
-    one_hot = np.eye(int(classifier.nb_classes or labels.max() + 1), dtype=np.float32)[labels]
-    with art_estimator(classifier, shape, device) as estimator, _seeded(seed):
+    with art_estimator(classifier, shape, device, estimator_options) as estimator, _seeded(seed):
         try:
             attack = cls(estimator, **arguments)
-            x_adv = attack.generate(x=x.copy(), y=one_hot)
+            x_adv = attack.generate(x=x.copy(), y=np.asarray(labels, dtype=np.int64))
         except AispError:
             raise
         except Exception as exc:  # ART raises anything from ValueError to numpy's AttributeError

@@ -35,8 +35,9 @@ def test_every_perturbation_stays_within_eps_and_bounds(digits_mlp, attack, norm
     assert result.robust_acc <= result.clean_acc
     # Every counted success really is misclassified by the model.
     fooled = result.outcomes == FOOLED
-    with pytest.importorskip("torch").no_grad():
-        predicted = digits_mlp.module(pytest.importorskip("torch").from_numpy(result.adversarial)).argmax(1).numpy()
+    torch = pytest.importorskip("torch")
+    with torch.no_grad():
+        predicted = digits_mlp.module(torch.from_numpy(result.adversarial)).argmax(1).numpy()
     assert np.all(predicted[fooled] != y[fooled])
     assert np.all(predicted[result.outcomes == ROBUST] == y[result.outcomes == ROBUST])
 
@@ -99,7 +100,8 @@ def test_pgd_matches_the_closed_form_worst_case_of_a_linear_model(linear_binary)
         worst_margin = (worst @ w + b) * np.where(y == 1, 1.0, -1.0)
         clean_correct = ((x @ w + b > 0).astype(int) == y)
         closed_form_robust = clean_correct & (worst_margin > 0)
-        result = evaluate_robustness(linear_binary.module, linear_binary.data, attack="pgd", eps=eps, steps=40)
+        result = evaluate_robustness(linear_binary.module, linear_binary.data, attack="pgd", eps=eps,
+                                     steps=40)
         assert np.array_equal(result.outcomes == ROBUST, closed_form_robust)
         assert result.robust_acc == pytest.approx(closed_form_robust.mean())
     assert 0.0 < closed_form_robust.mean() < clean_correct.mean()  # the check is not vacuous

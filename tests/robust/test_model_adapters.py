@@ -75,7 +75,8 @@ def test_onnx_session_gives_the_same_clean_accuracy_as_torch(digits_cnn):
 
 
 def test_model_file_path_is_loaded(digits_cnn):
-    result = evaluate_robustness(str(digits_cnn.files["torchscript"]), digits_cnn.data, attack="fgsm", eps=0.1)
+    path = str(digits_cnn.files["torchscript"])
+    result = evaluate_robustness(path, digits_cnn.data, attack="fgsm", eps=0.1)
     reference = evaluate_robustness(digits_cnn.module, digits_cnn.data, attack="fgsm", eps=0.1)
     assert result.robust_acc == pytest.approx(reference.robust_acc, abs=0.01)
 
@@ -100,7 +101,7 @@ class _Server:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the http.server API
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 rows = np.asarray(body["instances"], dtype=np.float32)
                 outer.calls.append((time.monotonic(), len(rows)))
@@ -150,10 +151,9 @@ def test_remote_endpoint_is_batched_rate_limited_and_attacked(digits_mlp):
 
 
 def test_endpoint_errors_are_infrastructure_errors(digits_mlp):
-    with _Server(digits_mlp.module, fail=True) as server:
-        with pytest.raises(AispError, match="HTTP 503"):
-            evaluate_robustness(RemoteEndpoint(server.url, {"instances": "$inputs"}), digits_mlp.data,
-                                attack="noise")
+    with _Server(digits_mlp.module, fail=True) as server, pytest.raises(AispError, match="HTTP 503"):
+        evaluate_robustness(RemoteEndpoint(server.url, {"instances": "$inputs"}), digits_mlp.data,
+                            attack="noise")
     with pytest.raises(AispError, match="cannot reach"):
         evaluate_robustness(server.url, digits_mlp.data, attack="noise")
 
