@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -554,7 +555,9 @@ def _load_model(path: Path, device: str) -> Any:
     if suffix in {".pt", ".pth", ".ts", ".torchscript"}:
         torch = require("torch", "torch")
         try:
-            return torch.jit.load(str(path), map_location=device)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # newer torch nudges to torch.export
+                return torch.jit.load(str(path), map_location=device)
         except RuntimeError as exc:
             raise AispError(f"{path} is not a TorchScript archive ({str(exc).splitlines()[0]}); save the "
                             "model with torch.jit.script(model).save(path) or export it to ONNX") from None
@@ -564,26 +567,39 @@ def _load_model(path: Path, device: str) -> Any:
 
 def model_under_test_from_settings(settings: Any, *, device: str = "cpu") -> ModelUnderTest:
     """The ``aisp_model`` fixture's factory: the model from ``settings.model`` (loaded safely), its data
-    from ``settings.data`` (``.npz`` with x and y) and ``[tool.aisp.robust]`` (bounds, nb_classes,
-    input_shape)."""
+    from ``settings.data`` (``.npz`` with x and y, and optionally per-feature ``lower``/``upper``) and
+    ``[tool.aisp.robust]`` (``bounds = [lo, hi]`` or ``"none"``, ``nb_classes``, ``input_shape``)."""
     section = settings.section("robust")
     model_path = settings.resolve(settings.model)
     if model_path is None or not Path(model_path).is_file():
         raise AispError(f"model file {model_path} does not exist; check --aisp-model")
     loaded = _load_model(Path(model_path), device)
-    bounds = section.get("bounds", (0.0, 1.0))
+    data_path = settings.resolve(settings.data) if settings.data is not None else None
+    x, y = load_npz(Path(data_path)) if data_path is not None else (None, None)
+    bounds = section.get("bounds")
+    if bounds is None:
+        # Per-feature bounds saved beside the data (arrays "lower" and "upper"), else [0, 1].
+        bounds = _npz_bounds(Path(data_path)) if data_path is not None else None
+        bounds = bounds or (0.0, 1.0)
     classifier = as_classifier(
         loaded,
         nb_classes=section.get("nb_classes"),
         input_shape=section.get("input_shape"),
-        bounds=None if bounds in ("none", None) else (_bound(bounds[0]), _bound(bounds[1])),
+        bounds=None if bounds == "none" else (_bound(bounds[0]), _bound(bounds[1])),
         device=device,
         name=str(model_path),
     )
-    data_path = settings.resolve(settings.data) if settings.data is not None else None
-    x, y = load_npz(Path(data_path)) if data_path is not None else (None, None)
     return ModelUnderTest(classifier=classifier, x=x, y=y, location=str(model_path), device=device)
 
 
+def _npz_bounds(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    with np.load(path, allow_pickle=False) as archive:
+        if "lower" in archive and "upper" in archive:
+            return archive["lower"].astype(np.float32), archive["upper"].astype(np.float32)
+    return None
+
+
 def _bound(value: Any) -> Any:
-    return np.asarray(value, dtype=np.float32) if isinstance(value, (list, tuple)) else float(value)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return np.asarray(value, dtype=np.float32)
+    return float(value)
