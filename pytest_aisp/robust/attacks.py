@@ -72,7 +72,10 @@ class Ball:
     upper: Any
 
     def subset(self, index: Any) -> Ball:
-        return Ball(self.x[index], self.eps, self.norm, self.lower[index], self.upper[index])
+        # Bounds shared by every point have a leading dimension of 1 and need no copy.
+        lower = self.lower if self.lower.shape[0] == 1 else self.lower[index]
+        upper = self.upper if self.upper.shape[0] == 1 else self.upper[index]
+        return Ball(self.x[index], self.eps, self.norm, lower, upper)
 
     def project(self, x_adv: Any) -> Any:
         """The closest point of the ball and box to ``x_adv`` (exact for Linf, a feasible point for L2)."""
@@ -186,25 +189,30 @@ def pgd(scores: ScoreFn, ball: Ball, labels: Any, goal: Goal, *, steps: int, ste
             break
         sub, sub_labels = ball.subset(remaining), labels[remaining]
         x_adv = sub.random_start(generator) if random_start or restart > 0 else sub.x.clone()
+        done = torch.zeros(len(remaining), dtype=torch.bool, device=ball.x.device)
         for size in sizes:
             out, _, gradient = _gradient(scores, goal, x_adv, sub_labels)
-            won = goal.reached(out, sub_labels)
+            won = goal.reached(out, sub_labels) & ~done
             if bool(won.any()):
                 result[remaining[won]] = x_adv[won]
-                keep = ~won
-                remaining, sub, sub_labels = remaining[keep], sub.subset(keep), sub_labels[keep]
-                x_adv, gradient = x_adv[keep], gradient[keep]
-                if len(remaining) == 0:
-                    break
+                done |= won
+                # Fooled points leave the batch once they are an eighth of it: compacting costs copies.
+                if 8 * int(done.sum()) >= len(done):
+                    keep = ~done
+                    remaining, sub, sub_labels = remaining[keep], sub.subset(keep), sub_labels[keep]
+                    x_adv, gradient, done = x_adv[keep], gradient[keep], done[keep]
+                    if len(remaining) == 0:
+                        break
             x_adv = sub.step(x_adv, gradient, size)
         if len(remaining):
             with torch.no_grad():
-                won = goal.reached(scores(x_adv), sub_labels)
+                won = goal.reached(scores(x_adv), sub_labels) & ~done
             result[remaining[won]] = x_adv[won]
+            done |= won
             # Keep the last iterate of points never fooled: the strongest attempt there is.
             if restart == max(restarts, 1) - 1:
-                result[remaining[~won]] = x_adv[~won]
-            remaining = remaining[~won]
+                result[remaining[~done]] = x_adv[~done]
+            remaining = remaining[~done]
     return ball.finish(result)
 
 
@@ -313,7 +321,8 @@ def square(scores: ScoreFn, ball: Ball, labels: Any, goal: Goal, *, steps: int, 
     x_best = as_planes(ball.project((planes + ball.eps * signs.to(x.dtype)).reshape(x.shape)))
     everyone = torch.arange(len(x), device=x.device)
     margin, won = evaluate(x_best, everyone)
-    lower_p, upper_p, x_p = as_planes(ball.lower), as_planes(ball.upper), planes
+    lower_p, upper_p = as_planes(ball.lower.expand_as(x)), as_planes(ball.upper.expand_as(x))
+    x_p = planes
     for step in range(steps):
         active = (~won).nonzero()[:, 0]
         if len(active) == 0:

@@ -345,10 +345,12 @@ def _native_batch(attack: str, scores: Any, x: np.ndarray, labels: np.ndarray, l
     import torch
 
     x_t = torch.as_tensor(x, device=device)
-    lower_t = torch.as_tensor(lower, device=device).expand_as(x_t)
-    upper_t = torch.as_tensor(upper, device=device).expand_as(x_t)
-    # A clean input outside the bounds stays where it is: the attack never moves it further out.
-    ball = Ball(x_t, float(eps), norm, torch.minimum(lower_t, x_t), torch.maximum(upper_t, x_t))
+    lower_t = torch.as_tensor(lower, device=device)[None]
+    upper_t = torch.as_tensor(upper, device=device)[None]
+    if bool((x_t < lower_t).any() or (x_t > upper_t).any()):
+        # A clean input outside the bounds stays where it is: the attack never moves it further out.
+        lower_t, upper_t = torch.minimum(lower_t, x_t), torch.maximum(upper_t, x_t)
+    ball = Ball(x_t, float(eps), norm, lower_t, upper_t)
     labels_t = torch.as_tensor(labels, device=device)
     generator = torch.Generator(device=device).manual_seed(int(seed) % (2**63))
     x_adv = run_attack(attack, scores, ball, labels_t, Goal(targeted=targeted, probabilities=probabilities),
