@@ -26,6 +26,7 @@ class ModelAccess:
     predict_proba: Callable[[np.ndarray], np.ndarray]
     kind: str
     module: Any = None
+    preprocess: Callable[[Any], Any] | None = None
 
 
 def is_torch_module(model: Any) -> bool:
@@ -37,75 +38,56 @@ def is_torch_module(model: Any) -> bool:
 
 
 def model_access(model: Any, nb_classes: int | None = None) -> ModelAccess:
-    """Wrap ``model`` so that ``predict_proba(x)`` returns an (N, C) probability array."""
+    """Wrap ``model`` (anything :func:`pytest_aisp.robust.as_classifier` takes) so that
+    ``predict_proba(x)`` returns an (N, C) probability array; label-only models need ``nb_classes``."""
     if isinstance(model, ModelAccess):
         return model
-    if is_torch_module(model):
-        return ModelAccess(_torch_proba(model), "torch", model)
-    if hasattr(model, "predict_proba") and callable(model.predict_proba):
-        return ModelAccess(lambda x: np.asarray(model.predict_proba(_flat_if_2d(model, x)), float), "sklearn")
-    if callable(model):
-        return ModelAccess(_callable_proba(model, nb_classes), "callable")
-    raise AispError(
-        f"cannot query a {type(model).__name__}: pass a torch nn.Module, an estimator with predict_proba, "
-        "or a callable mapping a batch of inputs to probabilities or labels"
-    )
+    from pytest_aisp.robust.model import as_classifier
 
-
-def _flat_if_2d(model: Any, x: np.ndarray) -> np.ndarray:
-    # scikit-learn estimators take (N, features); images arrive as (N, C, H, W).
-    n_features = getattr(model, "n_features_in_", None)
-    if x.ndim > 2 and n_features is not None:
-        return x.reshape(len(x), -1)
-    return x
-
-
-def _torch_proba(module: Any) -> Callable[[np.ndarray], np.ndarray]:
-    torch = require("torch", "torch")
+    classifier = as_classifier(model, nb_classes=nb_classes)
 
     def predict(x: np.ndarray) -> np.ndarray:
-        logits = torch_logits(module, x)
-        return torch.softmax(logits, dim=1).numpy().astype(float)
+        try:
+            out = np.asarray(classifier.predict(np.asarray(x, np.float32)))
+        except AispError:
+            raise
+        except Exception as exc:
+            raise AispError(
+                f"the model failed on a batch of shape {x.shape}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return outputs_to_proba(out, nb_classes or classifier.nb_classes, len(x))
 
-    return predict
+    return ModelAccess(predict, classifier.kind, classifier.module, classifier.preprocess)
 
 
-def torch_logits(module: Any, x: np.ndarray, *, grad: bool = False) -> Any:
+def torch_logits(module: Any, x: np.ndarray, *, preprocess: Callable[[Any], Any] | None = None) -> Any:
     """``module``'s logits for ``x`` (batched, eval mode, on the module's device), as a CPU tensor."""
     torch = require("torch", "torch")
+    from pytest_aisp.robust.model import module_device
+
     module.eval()
     device = module_device(module)
     out = []
-    context = torch.enable_grad() if grad else torch.no_grad()
-    with context:
+    with torch.no_grad():
         for start in range(0, len(x), BATCH):
             batch = torch.as_tensor(np.asarray(x[start : start + BATCH]), dtype=torch.float32, device=device)
-            out.append(module(batch).cpu())
+            out.append(module(preprocess(batch) if preprocess else batch).cpu())
     logits = torch.cat(out) if out else torch.zeros((0, 0))
     if logits.ndim != 2:
         raise AispError(
-            f"the model returned outputs of shape {tuple(logits.shape)}; expected (batch, classes) logits"
+            f"the model returned outputs of shape {tuple(logits.shape)}; expected (batch, classes)"
         )
     return logits
 
 
-def module_device(module: Any) -> Any:
-    """The device of ``module``'s first parameter (CPU for a module without parameters)."""
-    torch = require("torch", "torch")
-    for param in module.parameters():
-        return param.device
-    return torch.device("cpu")
-
-
-def _callable_proba(fn: Callable[..., Any], nb_classes: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    def predict(x: np.ndarray) -> np.ndarray:
-        try:
-            out = np.asarray(fn(x))
-        except Exception as exc:
-            raise AispError(f"the model callable failed on a batch of shape {x.shape}: {exc}") from exc
-        return outputs_to_proba(out, nb_classes, len(x))
-
-    return predict
+def torch_parts(model: Any) -> tuple[Any, Callable[[Any], Any] | None] | None:
+    """``(module, preprocess)`` of a torch model (a module, a Classifier or a ModelUnderTest), else None."""
+    if is_torch_module(model):
+        return model, None
+    inner = getattr(model, "classifier", model)
+    if getattr(inner, "module", None) is not None:
+        return inner.module, getattr(inner, "preprocess", None)
+    return None
 
 
 def outputs_to_proba(out: np.ndarray, nb_classes: int | None, n: int) -> np.ndarray:
@@ -173,17 +155,19 @@ def penultimate_activations(model: Any, x: np.ndarray) -> np.ndarray:
     Works for torch modules (a forward hook on the last ``nn.Linear``) and scikit-learn
     ``MLPClassifier`` (its last hidden layer); anything else raises ``AispError``.
     """
-    if is_torch_module(model):
-        return _torch_penultimate(model, x)
-    if hasattr(model, "coefs_") and hasattr(model, "intercepts_"):
-        return _sklearn_mlp_hidden(model, x)
+    parts = torch_parts(model)
+    if parts is not None:
+        return _torch_penultimate(parts[0], x, parts[1])
+    inner = getattr(getattr(model, "classifier", model), "source", None) or model
+    if hasattr(inner, "coefs_") and hasattr(inner, "intercepts_"):
+        return _sklearn_mlp_hidden(inner, x)
     raise AispError(
         f"a {type(model).__name__} exposes no activations: activation-based methods need a torch "
         "nn.Module (with a final nn.Linear) or a scikit-learn MLPClassifier"
     )
 
 
-def _torch_penultimate(module: Any, x: np.ndarray) -> np.ndarray:
+def _torch_penultimate(module: Any, x: np.ndarray, preprocess: Callable[[Any], Any] | None) -> np.ndarray:
     torch = require("torch", "torch")
     linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
     if not linears:
@@ -193,7 +177,7 @@ def _torch_penultimate(module: Any, x: np.ndarray) -> np.ndarray:
         lambda _m, inputs, _out: captured.append(inputs[0].detach().cpu())
     )
     try:
-        torch_logits(module, x)
+        torch_logits(module, x, preprocess=preprocess)
     finally:
         handle.remove()
     acts = torch.cat(captured).numpy()

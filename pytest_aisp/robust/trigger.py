@@ -19,7 +19,7 @@ import numpy as np
 from pytest_aisp.backends import require
 from pytest_aisp.findings import AispError, Finding, RobustnessFailure, Severity
 from pytest_aisp.recorder import attach, record_findings, record_metric
-from pytest_aisp.robust._access import check_data, is_torch_module, model_access, module_device, predict_proba
+from pytest_aisp.robust._access import check_data, model_access, predict_proba, torch_parts
 from pytest_aisp.robust._common import check_fraction, rounded, thumbnails_png
 from pytest_aisp.verdict import enforce
 
@@ -118,11 +118,12 @@ def evaluate_trigger(
     per_class: dict[int, ClassTrigger] = {}
     anomaly = suspect = None
     if search:
-        if not is_torch_module(model):
+        parts = torch_parts(model)
+        if parts is None:
             raise AispError("the trigger search needs gradients: pass a torch nn.Module (or search=False)")
         rng = np.random.default_rng(seed)
         rows = rng.permutation(len(x))[:max_samples]
-        per_class, masks = _search(model, x[rows], y[rows], steps, l1_weight, seed)
+        per_class, masks = _search(*parts, x[rows], y[rows], steps, l1_weight, seed)
         anomaly, suspect = _anomaly_index(per_class)
         record_metric("trigger_anomaly_index", anomaly)
         if anomaly > max_anomaly_index:
@@ -235,6 +236,7 @@ def _success_rate(
 
 def _search(
     model: Any,
+    preprocess: Callable[[Any], Any] | None,
     x: np.ndarray,
     y: np.ndarray,
     steps: int,
@@ -244,6 +246,8 @@ def _search(
     """Optimise one mask and pattern per target class, all classes in one batch (Adam works per
     element and the loss is a sum over classes, so this equals separate searches, only faster)."""
     torch = require("torch", "torch")
+    from pytest_aisp.robust.model import module_device
+
     device = module_device(model)
     model.eval()
     was_trainable = [p.requires_grad for p in model.parameters()]
@@ -254,7 +258,7 @@ def _search(
     mask_shape = (1, *x.shape[2:]) if x.ndim == 4 else x.shape[1:]
     try:
         with torch.no_grad():
-            nb_classes = int(model(xt[:1]).shape[1])
+            nb_classes = int(model(preprocess(xt[:1]) if preprocess else xt[:1]).shape[1])
         torch.manual_seed(seed)
         targets = torch.arange(nb_classes, device=device)
         # weight[c, i] = 1 where sample i is not already of class c, normalised per class
@@ -269,7 +273,8 @@ def _search(
             mask = torch.sigmoid(mask_raw)
             pattern = lo + (hi - lo) * torch.sigmoid(pattern_raw)
             batch = (1 - mask[:, None]) * xt[None] + (mask * pattern)[:, None]
-            return mask, model(batch.reshape(-1, *x.shape[1:]))
+            batch = batch.reshape(-1, *x.shape[1:])
+            return mask, model(preprocess(batch) if preprocess else batch)
 
         for _ in range(steps):
             mask, logits = stamped()

@@ -59,3 +59,11 @@ def test_bad_inputs_are_errors(clean_cnn, poison_fixtures, poison_script):
         evaluate_trigger(clean_cnn, (f.x_test, f.y_test), search=False)
     with pytest.raises(AispError):
         evaluate_trigger(clean_cnn, (f.x_test, np.zeros(3)), search=False, trigger=poison_script.stamp)
+
+
+def test_search_through_as_classifier(backdoor_cnn, poison_fixtures):
+    from pytest_aisp.robust import as_classifier
+
+    f = poison_fixtures
+    result = evaluate_trigger(as_classifier(backdoor_cnn), (f.x_test, f.y_test), steps=40)
+    assert result.suspect_class == 0
