@@ -184,20 +184,28 @@ class _ClassCount:
 def _art_candidates(acts: np.ndarray, y: np.ndarray, method: str, eps: float, seed: int) -> np.ndarray:
     """A boolean mask of the samples ART proposes as poison."""
     require("art", "art")
-    nb_classes = int(y.max()) + 1
     if method == "activation_clustering":
         from art.defences.detector.poison import ActivationDefence
 
-        defence = ActivationDefence(_ClassCount(nb_classes), acts, y)  # type: ignore[arg-type]
-        defence.activations_by_class = defence._segment_by_class(acts, y)
-        nb_dims = max(
-            1, min(10, acts.shape[1], *(len(a) - 1 for a in defence.activations_by_class if len(a)))
-        )
+        # ART clusters every class id up to the largest; give it only the classes big enough to
+        # cluster, renumbered 0..k-1, so missing or tiny classes cannot break its KMeans.
+        labels, counts = np.unique(y, return_counts=True)
+        kept = labels[counts >= MIN_CLASS_SIZE]
+        rows = np.flatnonzero(np.isin(y, kept))
+        mask = np.zeros(len(y), bool)
+        if len(kept) == 0:
+            return mask
+        y_kept = np.searchsorted(kept, y[rows])
+        defence = ActivationDefence(_ClassCount(len(kept)), acts[rows], y_kept)  # type: ignore[arg-type]
+        defence.activations_by_class = defence._segment_by_class(acts[rows], y_kept)
+        smallest = min(len(a) for a in defence.activations_by_class)
+        nb_dims = max(1, min(10, acts.shape[1], smallest - 1))
         with seeded_numpy(seed):
             _, is_clean = defence.detect_poison(
                 nb_clusters=2, nb_dims=nb_dims, reduce="PCA", cluster_analysis="smaller"
             )
-        return np.asarray(is_clean) == 0
+        mask[rows] = np.asarray(is_clean) == 0
+        return mask
     from art.defences.detector.poison import SpectralSignatureDefense
 
     mask = np.zeros(len(y), bool)

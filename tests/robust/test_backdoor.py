@@ -79,3 +79,12 @@ def test_findings_reach_the_record(backdoor_cnn, poison_fixtures):
     assert [x.rule_id for x in record.findings] == ["AISP-ROBUST-BACKDOOR"]
     assert record.metrics["backdoor_suspect_fraction"] > 0.01
     assert record.attachments and record.attachments[0].content.startswith(b"\x89PNG")
+
+
+def test_tiny_and_missing_classes_are_reported_not_crashed(backdoor_cnn, poison_fixtures):
+    f = poison_fixtures
+    keep = (f.y_poisoned != 4) & ((f.y_poisoned != 7) | (np.arange(len(f.y_poisoned)) % 40 == 0))
+    result = evaluate_backdoor(backdoor_cnn, (f.x_poisoned[keep], f.y_poisoned[keep]))
+    assert 7 in result.unchecked_classes and 4 not in result.per_class
+    assert any(x.severity.value == "low" for x in result.findings)
+    assert result.per_class[0].suspects > 0
