@@ -59,3 +59,11 @@ def test_bad_data_and_attack_are_errors(poison_script, split):
         evaluate_poisoning(poison_script.train_mlp, split, attack="gradient_matching")
     with pytest.raises(AispError, match="returned None"):
         evaluate_poisoning(lambda x, y: None, split)
+
+
+def test_findings_of_checks_inside_train_fn_stay_out_of_the_record(poison_script, split):
+    from pytest_aisp.recorder import recording
+
+    with recording("t::poisoning") as record:
+        evaluate_poisoning(poison_script.train_screened_mlp, split, attack="backdoor")
+    assert record.findings == []  # the screening inside train_fn found the poison; not reported here
