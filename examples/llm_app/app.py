@@ -151,10 +151,15 @@ def _decoded_payloads(text: str) -> list[str]:
     return found
 
 
+_QUOTED = re.compile(r"\b(?:print|say|output)\s*:?\s*[\"\u201c]([^\"\u201d]{1,80})[\"\u201d]", re.IGNORECASE)
+
+
 def _directive(text: str) -> str | None:
+    """What an instruction in ``text`` asks the model to answer: a word, or a quoted string."""
     match = _DIRECTIVE.search(text)
     if match is None:
-        return None
+        quoted = _QUOTED.search(text)
+        return quoted.group(1) if quoted else None
     word = match.group(1).upper()
     return word.lower() if match.group(2) else word
 

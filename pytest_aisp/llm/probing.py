@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_aisp.findings import AispError, Finding, LLMVulnerability, Severity
-from pytest_aisp.llm.catalogue import FAMILIES, PROBES, Case, Probe, Script
+from pytest_aisp.llm.catalogue import FAMILIES, PROBES, Probe, ProbeCase, ProbeScript
 from pytest_aisp.llm.detectors import contains_marker, normalize, scan_code, scan_response
 from pytest_aisp.llm.endpoint import EndpointClient, LLMEndpoint
 from pytest_aisp.recorder import record_findings, record_metric
@@ -229,7 +229,7 @@ def _echo_only(answer: str, canary: str, inputs: str) -> bool:
     return True
 
 
-def judge(case: Case, answers: Sequence[str], inputs: Sequence[str], endpoint: LLMEndpoint) -> _Judged:
+def judge(case: ProbeCase, answers: Sequence[str], inputs: Sequence[str], endpoint: LLMEndpoint) -> _Judged:
     """Decide whether ``answers`` (of the last session) show the attack worked."""
     input_text = "\n".join(inputs)
     normal_input = normalize(input_text).casefold()
@@ -287,7 +287,7 @@ def _session_id(seed: int, probe: str, attempt: int, role: str, session: int) ->
 
 
 async def _play(
-    client: EndpointClient, script: Script, ids: Sequence[str],
+    client: EndpointClient, script: ProbeScript, ids: Sequence[str],
 ) -> tuple[list[Turn], list[str], list[str]]:
     """Run a script; return its turns, the last session's answers, and the last session's user inputs."""
     turns: list[Turn] = []
