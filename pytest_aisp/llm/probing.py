@@ -336,7 +336,8 @@ async def probe_llm_async(
     attempts: int | None = None, seed: int = 0,
 ) -> LLMProbeResult:
     """:func:`probe_llm` for callers that already run an event loop."""
-    if not isinstance(endpoint, LLMEndpoint):
+    # Duck-typed: pytest's in-process runs may load this package twice, with two LLMEndpoint classes.
+    if not (hasattr(endpoint, "open") and hasattr(endpoint, "location")):
         raise AispError(f"expected an LLMEndpoint, got {type(endpoint).__name__}; build one with "
                         "LLMEndpoint(url=...) or LLMEndpoint.from_callable(fn)")
     chosen = select_probes(probes)
