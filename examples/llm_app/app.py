@@ -305,6 +305,7 @@ class AppState:
 class ChatHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "AcmeChat/1.0"
+    disable_nagle_algorithm = True  # headers and body go out at once: no delayed-ACK stalls on keep-alive
     state: AppState  # set on the subclass made by make_server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
