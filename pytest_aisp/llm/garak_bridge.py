@@ -29,8 +29,16 @@ from pytest_aisp.findings import AispError, BackendMissing
 from pytest_aisp.llm.catalogue import FAMILIES
 from pytest_aisp.llm.detectors import normalize
 from pytest_aisp.llm.endpoint import LLMEndpoint
-from pytest_aisp.llm.probing import WORST_KEPT, LLMProbeResult, ProbeStats, Transcript, Turn, _cut, _findings
-from pytest_aisp.recorder import record_findings, record_metric
+from pytest_aisp.llm.probing import (
+    WORST_KEPT,
+    LLMProbeResult,
+    ProbeStats,
+    Transcript,
+    Turn,
+    _cut,
+    _findings,
+    report,
+)
 
 # garak probe module (or module.Class) -> our family. Checked offline with garak 0.17.
 OFFLINE_PROBES: dict[str, str] = {
@@ -165,12 +173,12 @@ def run_garak(
             raise AispError(f"garak did not finish within {timeout:.0f} s; lower max_prompts or raise the "
                             "timeout") from None
         seconds = time.perf_counter() - started
-        report = work / "reports" / "aisp.report.jsonl"
-        if done.returncode != 0 or not report.is_file():
+        report_file = work / "reports" / "aisp.report.jsonl"
+        if done.returncode != 0 or not report_file.is_file():
             tail = endpoint.redact((done.stdout + done.stderr)[-600:])
             raise AispError(f"garak exited with status {done.returncode} and no report; its output ends "
                             f"with: {tail}")
-        entries = read_report(report)
+        entries = read_report(report_file)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     stats = stats_from_report(entries, families, endpoint, echo_aware=echo_aware)
@@ -181,9 +189,7 @@ def run_garak(
                             seconds=seconds, requests=sum(s.attempts for s in stats), seed=seed)
     result.metrics.update({"llm_attack_success_rate": result.attack_success_rate,
                            "garak_raw_hits": float(sum(raw_hits.values())), "garak_seconds": seconds})
-    record_findings(result.findings)
-    for name, value in result.metrics.items():
-        record_metric(name, value)
+    report(result)
     return result
 
 

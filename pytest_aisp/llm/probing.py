@@ -20,7 +20,7 @@ from pytest_aisp.findings import AispError, Finding, LLMVulnerability, Severity
 from pytest_aisp.llm.catalogue import FAMILIES, PROBES, Probe, ProbeCase, ProbeScript
 from pytest_aisp.llm.detectors import contains_marker, normalize, scan_code, scan_response
 from pytest_aisp.llm.endpoint import EndpointClient, LLMEndpoint
-from pytest_aisp.recorder import record_findings, record_metric
+from pytest_aisp.recorder import attach, record_findings, record_metric
 from pytest_aisp.verdict import enforce
 
 DEFAULT_ATTEMPTS = 3
@@ -361,10 +361,20 @@ async def probe_llm_async(
         "llm_attempts": float(result.attempts),
         "llm_probe_seconds": seconds,
     })
+    report(result)
+    return result
+
+
+def report(result: LLMProbeResult) -> None:
+    """Hand a result to the running test: findings, headline metrics, and the transcripts of hits
+    as text attachments (the HTML report shows them)."""
     record_findings(result.findings)
     for name, value in result.metrics.items():
         record_metric(name, value)
-    return result
+    for stats in result.probes:
+        if stats.worst:
+            text = "\n\n".join(f"[{t.reason}]\n{t.render()}" for t in stats.worst)
+            attach(f"{stats.probe}: {stats.hits}/{stats.attempts} hits", text.encode("utf-8"), "text/plain")
 
 
 def probe_llm(

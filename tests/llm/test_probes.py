@@ -101,6 +101,9 @@ def test_findings_carry_owasp_evidence_and_metrics(openai_endpoint) -> None:
         result = probe_llm(openai_endpoint("weak-data-leak"), "data-leak", attempts=2)
     assert record.findings == list(result.findings)
     assert record.metrics["llm_attack_success_rate"] == result.attack_success_rate
+    transcripts = [a for a in record.attachments if a.mime == "text/plain"]
+    assert len(transcripts) == len(result.findings)
+    assert b"assistant: Customer records" in transcripts[0].content
     for finding in result.findings:
         assert finding.location.startswith("http://127.0.0.1:")
         assert finding.evidence["owasp"] == "LLM02:2025 Sensitive Information Disclosure"
