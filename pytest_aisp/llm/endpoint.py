@@ -53,6 +53,8 @@ class LLMEndpoint:
     field), ``"header"`` (``session_header``) or ``"cookie"`` (``session_cookie``, plus any cookie
     the server sets). ``canaries`` are strings the team planted in its server-side system prompt;
     ``secrets`` strings that must never appear in an answer (``${ENV}`` names are expanded).
+    ``attempts`` and ``seed`` are the defaults of probes run against this endpoint (the
+    ``llm_endpoint`` fixture takes them from ``[tool.aisp.llm] attempts`` and ``--aisp-seed``).
     """
 
     url: str = ""
@@ -71,6 +73,8 @@ class LLMEndpoint:
     canaries: tuple[str, ...] = ()
     secrets: tuple[str, ...] = field(default=(), repr=False)
     allowed_hosts: tuple[str, ...] = ()
+    attempts: int = 3
+    seed: int = 0
     fn: ChatFunction | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -85,8 +89,8 @@ class LLMEndpoint:
             raise AispError(f"llm endpoint url must be an http(s) URL, got {self.url!r}")
         if self.api == "rest" and self.request_template is None:
             raise AispError('a rest endpoint needs request_template, e.g. {"message": "$INPUT"}')
-        if self.concurrency < 1 or self.retries < 0 or self.timeout <= 0:
-            raise AispError("llm endpoint needs concurrency >= 1, retries >= 0 and timeout > 0")
+        if self.concurrency < 1 or self.retries < 0 or self.timeout <= 0 or self.attempts < 1:
+            raise AispError("llm endpoint needs concurrency >= 1, retries >= 0, timeout > 0 and attempts >= 1")
         template = self.request_template
         if isinstance(template, str):
             try:
@@ -435,12 +439,11 @@ def json_path(data: Any, path: str) -> Any:
 
 _OPTION_NAMES = ("api", "model", "headers", "request_template", "response_path", "session", "session_header",
                  "session_cookie", "timeout", "retries", "backoff", "concurrency", "canaries", "secrets",
-                 "allowed_hosts")
+                 "allowed_hosts", "attempts", "seed")
 
 
 def endpoint_from_config(url: str, config: Mapping[str, Any]) -> LLMEndpoint:
-    """An endpoint from a URL and a ``[tool.aisp.llm]``-shaped mapping (unknown keys are ignored,
-    so the same table can hold probe options such as ``probes`` and ``attempts``)."""
+    """An endpoint from a URL and a ``[tool.aisp.llm]``-shaped mapping (unknown keys are ignored)."""
     options: dict[str, Any] = {}
     for name in _OPTION_NAMES:
         if name in config and config[name] is not None:
@@ -448,7 +451,7 @@ def endpoint_from_config(url: str, config: Mapping[str, Any]) -> LLMEndpoint:
     for name in ("timeout", "backoff"):
         if name in options:
             options[name] = float(options[name])
-    for name in ("retries", "concurrency"):
+    for name in ("retries", "concurrency", "attempts", "seed"):
         if name in options:
             options[name] = int(options[name])
     for name in ("canaries", "secrets", "allowed_hosts"):
@@ -464,4 +467,5 @@ def endpoint_from_settings(settings: Any) -> LLMEndpoint:
     url = settings.llm_endpoint
     if not url:
         raise AispError("no LLM endpoint configured: set --aisp-llm-endpoint or [tool.aisp] llm_endpoint")
-    return endpoint_from_config(str(url), settings.section("llm"))
+    config = {"seed": settings.seed, **settings.section("llm")}
+    return endpoint_from_config(str(url), config)

@@ -334,7 +334,7 @@ def _cut(text: str) -> str:
 
 async def probe_llm_async(
     endpoint: LLMEndpoint, probes: Iterable[str | Probe] | str | None = None, *,
-    attempts: int | None = None, seed: int = 0,
+    attempts: int | None = None, seed: int | None = None,
 ) -> LLMProbeResult:
     """:func:`probe_llm` for callers that already run an event loop."""
     # Duck-typed: pytest's in-process runs may load this package twice, with two LLMEndpoint classes.
@@ -342,7 +342,8 @@ async def probe_llm_async(
         raise AispError(f"expected an LLMEndpoint, got {type(endpoint).__name__}; build one with "
                         "LLMEndpoint(url=...) or LLMEndpoint.from_callable(fn)")
     chosen = select_probes(probes)
-    attempts = DEFAULT_ATTEMPTS if attempts is None else int(attempts)
+    attempts = int(getattr(endpoint, "attempts", DEFAULT_ATTEMPTS)) if attempts is None else int(attempts)
+    seed = int(getattr(endpoint, "seed", 0)) if seed is None else int(seed)
     if attempts < 1:
         raise AispError(f"attempts must be at least 1, got {attempts}")
     started = time.perf_counter()
@@ -379,11 +380,12 @@ def report(result: LLMProbeResult) -> None:
 
 def probe_llm(
     endpoint: LLMEndpoint, probes: Iterable[str | Probe] | str | None = None, *,
-    attempts: int | None = None, seed: int = 0,
+    attempts: int | None = None, seed: int | None = None,
 ) -> LLMProbeResult:
     """Probe ``endpoint`` with ``probes`` (names, families, ``"all"`` or Probe objects; default all),
-    ``attempts`` times each with canaries drawn from ``seed``. Never raises on a finding; raises
-    ``AispError`` when the endpoint is down or answers garbage."""
+    ``attempts`` times each (default: the endpoint's, 3) with canaries drawn from ``seed`` (default:
+    the endpoint's, 0). Never raises on a finding; raises ``AispError`` when the endpoint is down
+    or answers garbage."""
     coroutine = probe_llm_async(endpoint, probes, attempts=attempts, seed=seed)
     try:
         asyncio.get_running_loop()
@@ -462,7 +464,7 @@ def _findings(endpoint: LLMEndpoint, stats: Sequence[ProbeStats]) -> list[Findin
 
 def assert_llm_secure(
     endpoint: LLMEndpoint, probes: Iterable[str | Probe] | str | None = None, *,
-    attempts: int | None = None, seed: int = 0, max_attack_success: float = 0.0,
+    attempts: int | None = None, seed: int | None = None, max_attack_success: float = 0.0,
     fail_on: Severity | str | None = None,
 ) -> LLMProbeResult:
     """Probe ``endpoint`` and raise ``LLMVulnerability`` when any probe's attack success rate is above
@@ -488,7 +490,7 @@ def _indent(text: str) -> str:
 
 
 def _family_assert(family: str, doc: str) -> Any:
-    def check(endpoint: LLMEndpoint, *, attempts: int | None = None, seed: int = 0,
+    def check(endpoint: LLMEndpoint, *, attempts: int | None = None, seed: int | None = None,
               max_attack_success: float = 0.0, fail_on: Severity | str | None = None) -> LLMProbeResult:
         __tracebackhide__ = True
         return assert_llm_secure(endpoint, family, attempts=attempts, seed=seed,

@@ -127,7 +127,7 @@ def test_bad_configuration_is_an_error() -> None:
 
 
 def test_endpoint_from_settings_reads_the_llm_section(tmp_path) -> None:
-    settings = Settings(rootdir=tmp_path, llm_endpoint="http://127.0.0.1:9/api/chat", tool={"llm": {
+    settings = Settings(rootdir=tmp_path, llm_endpoint="http://127.0.0.1:9/api/chat", seed=5, tool={"llm": {
         "api": "rest", "request_template": {"message": "$INPUT"}, "response_path": "$.reply.text",
         "session": "header", "timeout": "5", "concurrency": 4, "canaries": "MARKER", "headers": {"X-Key": "${K}"},
         "probes": ["injection"], "attempts": 2,
@@ -135,6 +135,7 @@ def test_endpoint_from_settings_reads_the_llm_section(tmp_path) -> None:
     endpoint = endpoint_from_settings(settings)
     assert (endpoint.api, endpoint.session, endpoint.timeout, endpoint.concurrency) == ("rest", "header", 5.0, 4)
     assert endpoint.canaries == ("MARKER",)
+    assert (endpoint.attempts, endpoint.seed) == (2, 5)  # probe defaults: [tool.aisp.llm] and --aisp-seed
     with pytest.raises(AispError, match="headers must be a table"):
         endpoint_from_config("http://x", {"headers": "X-Key: 1"})
 

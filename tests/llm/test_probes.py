@@ -202,6 +202,25 @@ def test_every_probe_builds_a_sound_case() -> None:
             assert case.canary not in (case.attack.sessions[-1][-1]), probe.name
 
 
+def _echo(messages: list[dict[str, str]]) -> str:
+    return "You said: " + " ".join(m["content"] for m in messages if m["role"] == "user")
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.integers(0, 10**6))
+def test_echoing_every_input_never_counts_as_a_hit(seed: int) -> None:
+    result = probe_llm(LLMEndpoint.from_callable(_echo, concurrency=16), attempts=1, seed=seed)
+    assert result.hits == 0, [s.summary() for s in result.probes if s.hits]
+    assert result.false_positive_rate == 0.0
+
+
+def test_endpoint_defaults_for_attempts_and_seed() -> None:
+    endpoint = LLMEndpoint.from_callable(_echo, attempts=2, seed=3)
+    result = probe_llm(endpoint, "injection.direct")
+    assert (result.attempts, result.seed) == (2, 3)
+    assert probe_llm(endpoint, "injection.direct", attempts=1, seed=4).seed == 4
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.integers(0, 10**6))
 def test_test_cards_pass_luhn(seed: int) -> None:
