@@ -53,7 +53,8 @@ class AppConfig:
 
     ``broken``: ``""`` (healthy), ``"503"`` (always unavailable), ``"garbage"`` (HTML instead of
     JSON), ``"no-answer"`` (JSON without the answer field). ``fail_first`` answers the first N
-    requests with 503 (then recovers). ``require_token`` demands ``Authorization: Bearer TOKEN``.
+    requests with ``fail_status`` (503 by default, or 429; then recovers). ``require_token``
+    demands ``Authorization: Bearer TOKEN``.
     """
 
     weaknesses: frozenset[str] = frozenset()
@@ -61,6 +62,7 @@ class AppConfig:
     echo: bool = False
     broken: str = ""
     fail_first: int = 0
+    fail_status: int = 503
     require_token: str = ""
 
     @classmethod
@@ -72,7 +74,7 @@ class AppConfig:
             raise ValueError(f"unknown weaknesses {sorted(unknown)}; use: {', '.join(WEAKNESSES)}")
         return cls(weaknesses=frozenset(weak), latency_ms=float(data.get("latency_ms", 0.0)),
                    echo=bool(data.get("echo", False)), broken=str(data.get("broken", "")),
-                   fail_first=int(data.get("fail_first", 0)),
+                   fail_first=int(data.get("fail_first", 0)), fail_status=int(data.get("fail_status", 503)),
                    require_token=str(data.get("require_token", "")))
 
     def weak(self, name: str) -> bool:
@@ -329,7 +331,8 @@ class ChatHandler(BaseHTTPRequestHandler):
             self._send(401, json.dumps({"error": f"invalid credentials: {sent}"}).encode())
             return
         if config.broken == "503" or number <= config.fail_first:
-            self._send(503, b'{"error": "overloaded, try again"}', extra={"Retry-After": "0"})
+            status = 503 if config.broken == "503" else config.fail_status
+            self._send(status, b'{"error": "overloaded, try again"}', extra={"Retry-After": "0"})
             return
         if config.broken == "garbage":
             self._send(200, b"<html><body>502 Bad Gateway from upstream proxy</body></html>", "text/html")

@@ -65,9 +65,10 @@ def test_headers_expand_environment_secrets_and_stay_hidden(serve, monkeypatch) 
     assert "wrong-secret-value-123" not in str(caught.value) and "***" in str(caught.value)
 
 
-def test_retries_ride_out_transient_503s(serve) -> None:
-    endpoint = LLMEndpoint(url=serve({"fail_first": 2}) + "/v1/chat/completions", retries=3, backoff=0.01)
-    assert "Acme" in endpoint.ask("hello")
+@pytest.mark.parametrize("status", [503, 429])
+def test_retries_ride_out_transient_failures(serve, status) -> None:
+    url = serve({"fail_first": 2, "fail_status": status}) + "/v1/chat/completions"
+    assert "Acme" in LLMEndpoint(url=url, retries=3, backoff=0.01).ask("hello")
 
 
 @pytest.mark.parametrize(
