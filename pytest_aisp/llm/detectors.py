@@ -140,16 +140,27 @@ _INJECTION_PATTERNS: tuple[tuple[str, str, str], ...] = (
     ("jailbreak", "do-anything-now", r"\b(?:DAN|do\s+anything\s+now)\b"),
     ("jailbreak", "developer-mode", r"\b(?:developer|debug|god|unrestricted|jailbreak|sudo)\s+mode\b"),
     ("jailbreak", "role-play",
-     r"\b(?:pretend|imagine|act\s+as\s+if|role-?play|from\s+now\s+on\s+you\s+are|you\s+are\s+now)\b"),
+     r"\b(?:pretend\s+(?:to\s+be|you\s+are|that\s+you)|act\s+as\s+if\s+you|role-?play\s+as|stay\s+in\s+character|"
+     r"from\s+now\s+on\s+you\s+are|you\s+are\s+now)\b"),
     ("jailbreak", "no-restrictions",
      r"\b(?:no|without|free\s+of|free\s+from)\s+(?:any\s+)?(?:restrictions|filters|rules|limits|"
      r"guidelines|censorship|policies)\b"),
     ("jailbreak", "hypothetical",
-     r"\b(?:hypothetically|in\s+a\s+fictional\s+world|for\s+a\s+(?:novel|story|screenplay))\b"),
+     r"\bhypothetically\b[^.?!]{0,60}\b(?:no\s+rules|allowed|unrestricted|unfiltered)\b|"
+     r"\bin\s+a\s+fictional\s+world\s+where\b[^.?!]{0,60}\b(?:no\s+rules|anything|no\s+limits)\b"),
     ("prompt-extraction", "reveal-prompt",
-     r"\b(?:reveal|print|repeat|show|output|display|tell\s+me|what\s+(?:is|are)|give\s+me|leak|dump)\s+"
-     r"(?:me\s+)?(?:all\s+|the\s+)?(?:your|the|any)?\s*(?:full\s+|exact\s+|initial\s+|original\s+|hidden\s+|secret\s+)*"
-     r"(?:system\s+prompt|system\s+message|instructions|initial\s+prompt|hidden\s+prompt|configuration)\b"),
+     r"\b(?:reveal|print|repeat|show|output|display|tell\s+me|what\s+(?:is|are|were)|give\s+me|leak|dump|"
+     r"translate|spell\s+out|write)\s+(?:me\s+)?(?:all\s+(?:of\s+)?)?"
+     r"(?:your\s+(?:(?:full|exact|initial|original|hidden|secret|system)\s+)*"
+     r"(?:system\s+prompt|system\s+message|instructions|initial\s+prompt|hidden\s+prompt|prompt|rules)|"
+     r"(?:the|any)\s+(?:(?:full|exact|initial|original|hidden|secret)\s+)*"
+     r"(?:system\s+prompt|system\s+message|initial\s+prompt|hidden\s+prompt|hidden\s+instructions))\b"),
+    ("jailbreak", "refusal-suppression",
+     r"\bwithout\s+(?:apologi[sz]ing|refusing|disclaimers|saying\s+you\s+can(?:not|'t))|\bnever\s+refuse|"
+     r"\b(?:begin|start)\s+(?:your\s+(?:reply|answer|response)\s+)?with\s+['\"]sure"),
+    ("prompt-extraction", "complete-prompt",
+     r"\bas\s+in\s+your\s+(?:configuration|instructions|system\s+prompt)\b|"
+     r"\bcomplete\b[^.?!]{0,40}\byour\s+(?:configuration|instructions|system\s+prompt)\b"),
     ("prompt-extraction", "words-above",
      r"\b(?:repeat|print|output)\s+(?:the\s+)?(?:words|text|everything)\s+(?:above|before)\b"),
 )
