@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -183,7 +184,7 @@ class LLMEndpoint:
 
         async def run() -> str:
             async with self.open() as client:
-                conversation = client.conversation(session or "aisp-chat")
+                conversation = client.conversation(session or f"aisp-{uuid.uuid4().hex[:16]}")
                 return await conversation.send_messages([_as_message(m) for m in messages])
 
         return asyncio.run(run())
@@ -357,14 +358,13 @@ class Conversation:
         self.session_id = session_id
         self.cookies: dict[str, str] = {}
         self.history: list[Message] = []
+        self.seconds = 0.0
+        self._pending_rules = ""
         if system:
             if client.endpoint.takes_system_turn:
                 self.history.append(Message("system", system))
             else:
                 self._pending_rules = system
-        self.seconds = 0.0
-
-    _pending_rules = ""
 
     async def send(self, text: str) -> str:
         """Send a user turn; return the answer (and keep both in the history)."""
