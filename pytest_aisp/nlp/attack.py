@@ -11,7 +11,7 @@ import difflib
 import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -126,20 +126,25 @@ class _BudgetSpent(Exception):
     pass
 
 
-class _Queries:
-    """One example's model queries: distinct strings, limited by the budget."""
+# An attack on one text is a generator: it yields the texts it wants scored and receives their
+# probabilities. A driver runs the attacks on all texts in lockstep, so each round is one batched
+# model call however many texts are under attack.
+Steps = Generator[list[str], np.ndarray, Any]
 
-    def __init__(self, classifier: TextClassifier, budget: int) -> None:
-        self.classifier = classifier
+
+class _Budget:
+    """One text's model queries: distinct strings, limited by the budget."""
+
+    def __init__(self, budget: int) -> None:
         self.budget = budget
         self.seen: set[str] = set()
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def admit(self, texts: list[str]) -> list[str]:
         new = [t for t in dict.fromkeys(texts) if t not in self.seen]
         if len(self.seen) + len(new) > self.budget:
             raise _BudgetSpent
         self.seen.update(new)
-        return self.classifier(texts)
+        return texts
 
     def room(self) -> int:
         return self.budget - len(self.seen)
@@ -153,36 +158,57 @@ class _Outcome:
     queries: int
 
 
-def _attack_one(classifier: TextClassifier, text: str, label: int, recipe: _Recipe, constraints: TextConstraints,
-                budget: int, rng: np.random.Generator, search: str, beam_width: int) -> _Outcome:
-    queries = _Queries(classifier, budget)
+def run_lockstep(classifier: TextClassifier, attacks: list[Steps]) -> list[Any]:
+    """Drive per-text attack generators together, one model call per round; return their results."""
+    results: list[Any] = [None] * len(attacks)
+    pending: dict[int, list[str]] = {}
+    for index, steps in enumerate(attacks):
+        try:
+            pending[index] = next(steps)
+        except StopIteration as stop:
+            results[index] = stop.value
+    while pending:
+        probs = classifier([t for texts in pending.values() for t in texts])
+        offset, following = 0, {}
+        for index, texts in pending.items():
+            chunk = probs[offset:offset + len(texts)]
+            offset += len(texts)
+            try:
+                following[index] = attacks[index].send(chunk)
+            except StopIteration as stop:
+                results[index] = stop.value
+        pending = following
+    return results
+
+
+def _attack_steps(text: str, label: int, recipe: _Recipe, constraints: TextConstraints, budget: int,
+                  rng: np.random.Generator, search: str, beam_width: int) -> Steps:
+    queries = _Budget(budget)
     split = transforms.SplitText.of(text)
     stop = resources.stopwords() if constraints.skip_stopwords else frozenset()
     editable = [i for i, w in enumerate(split.words) if w.lower() not in stop]
     max_changes = max(1, math.floor(constraints.max_words_changed * len(split.words)))
-    best_text, best_label, changed = None, label, 0
+    found: tuple[str | None, int, int] = (None, label, 0)
     try:
-        base = queries([text])[0]
+        base = (yield queries.admit([text]))[0]
         if not editable:
             return _Outcome(None, label, 0, len(queries.seen))
         # Leave-one-out importance: how much the true class loses when the word is dropped.
-        dropped = queries([split.replaced(i, "") for i in editable])[:, label]
+        dropped = (yield queries.admit([split.replaced(i, "") for i in editable]))[:, label]
         saliency = base[label] - dropped
         candidates = {i: _candidates(split, i, recipe, constraints, rng, text) for i in editable}
         if recipe.pwws_order:
-            order = _pwws_order(queries, split, editable, saliency, candidates, label, base[label])
+            order = yield from _pwws_order(queries, split, editable, saliency, candidates, label, base[label])
         else:
             order = [editable[j] for j in np.argsort(-saliency, kind="stable")]
         order = [i for i in order if candidates[i]]
         if search == "beam":
-            best_text, best_label, changed = _beam(queries, split, order, candidates, label, max_changes,
-                                                   beam_width)
+            found = yield from _beam(queries, split, order, candidates, label, max_changes, beam_width)
         else:
-            best_text, best_label, changed = _greedy(queries, split, order, candidates, label, max_changes,
-                                                     base[label])
+            found = yield from _greedy(queries, split, order, candidates, label, max_changes, base[label])
     except _BudgetSpent:
         pass
-    return _Outcome(best_text, best_label, changed, len(queries.seen))
+    return _Outcome(*found, len(queries.seen))
 
 
 def _candidates(split: transforms.SplitText, index: int, recipe: _Recipe, constraints: TextConstraints,
@@ -206,8 +232,8 @@ def _similar_enough(constraints: TextConstraints, original: str, texts: list[str
     return [w for w, s in zip(words, similarity) if s >= constraints.min_similarity]
 
 
-def _pwws_order(queries: _Queries, split: transforms.SplitText, editable: list[int], saliency: np.ndarray,
-                candidates: dict[int, list[str]], label: int, base_score: float) -> list[int]:
+def _pwws_order(queries: _Budget, split: transforms.SplitText, editable: list[int], saliency: np.ndarray,
+                candidates: dict[int, list[str]], label: int, base_score: float) -> Generator[Any, Any, list[int]]:
     """PWWS (Ren et al. 2019): softmax(saliency) times the best single swap's drop in the true class."""
     weights = np.exp(saliency - saliency.max())
     weights /= weights.sum()
@@ -216,13 +242,13 @@ def _pwws_order(queries: _Queries, split: transforms.SplitText, editable: list[i
         if not candidates[i]:
             scores.append(-np.inf)
             continue
-        probs = queries([split.replaced(i, c) for c in candidates[i]])[:, label]
+        probs = (yield queries.admit([split.replaced(i, c) for c in candidates[i]]))[:, label]
         scores.append(weight * (base_score - probs.min()))
     return [editable[j] for j in np.argsort(-np.asarray(scores), kind="stable")]
 
 
-def _greedy(queries: _Queries, split: transforms.SplitText, order: list[int], candidates: dict[int, list[str]],
-            label: int, max_changes: int, score: float) -> tuple[str | None, int, int]:
+def _greedy(queries: _Budget, split: transforms.SplitText, order: list[int], candidates: dict[int, list[str]],
+            label: int, max_changes: int, score: float) -> Generator[Any, Any, tuple[str | None, int, int]]:
     words = list(split.words)
     changed = 0
     for i in order:
@@ -236,7 +262,7 @@ def _greedy(queries: _Queries, split: transforms.SplitText, order: list[int], ca
             words[i] = option
             texts.append(split.join(words))
         words[i] = split.words[i]
-        probs = queries(texts)
+        probs = yield queries.admit(texts)
         j = int(np.argmin(probs[:, label]))
         if probs[j, label] >= score:
             continue  # no edit of this word helps: keep it
@@ -247,8 +273,8 @@ def _greedy(queries: _Queries, split: transforms.SplitText, order: list[int], ca
     return None, label, changed
 
 
-def _beam(queries: _Queries, split: transforms.SplitText, order: list[int], candidates: dict[int, list[str]],
-          label: int, max_changes: int, beam_width: int) -> tuple[str | None, int, int]:
+def _beam(queries: _Budget, split: transforms.SplitText, order: list[int], candidates: dict[int, list[str]],
+          label: int, max_changes: int, beam_width: int) -> Generator[Any, Any, tuple[str | None, int, int]]:
     """Beam search over the words in importance order: each step keeps or swaps the next word."""
     beams: list[tuple[float, tuple[str, ...], int]] = [(math.inf, split.words, 0)]
     for i in order:
@@ -258,7 +284,7 @@ def _beam(queries: _Queries, split: transforms.SplitText, order: list[int], cand
             if changed < max_changes:
                 expanded.extend(((*words[:i], c, *words[i + 1:]), changed + 1) for c in candidates[i])
         texts = [split.join(w) for w, _ in expanded]
-        probs = queries(texts)
+        probs = yield queries.admit(texts)
         for j in np.argsort(probs[:, label], kind="stable"):
             predicted = int(np.argmax(probs[j]))
             if predicted != label:
@@ -344,10 +370,11 @@ def evaluate_text_robustness(
     _check_classes(model, gold)
     examples: list[AdversarialText] = []
     correct = [i for i in range(len(items)) if clean[i] == gold[i]]
+    attacks = [_attack_steps(items[i], gold[i], recipe, limits, budget, np.random.default_rng([seed, i]), search,
+                             beam_width) for i in correct]
+    outcomes = run_lockstep(model, attacks)
     query_counts = []
-    for i in correct:
-        rng = np.random.default_rng([seed, i])
-        outcome = _attack_one(model, items[i], gold[i], recipe, limits, budget, rng, search, beam_width)
+    for i, outcome in zip(correct, outcomes):
         query_counts.append(outcome.queries)
         if outcome.adversarial is not None:
             examples.append(AdversarialText(

@@ -10,6 +10,8 @@ import numpy as np
 from pytest_aisp.findings import AispError
 
 ProbabilityFn = Callable[[list[str]], Any]
+DEFAULT_BATCH_SIZE = 256
+HF_BATCH_SIZE = 32
 
 
 def check_texts(texts: Any, what: str = "texts") -> list[str]:
@@ -33,7 +35,7 @@ class TextClassifier:
     ``queries`` counts the strings the model actually saw.
     """
 
-    def __init__(self, predict_proba: ProbabilityFn, *, name: str = "classifier", batch_size: int = 64,
+    def __init__(self, predict_proba: ProbabilityFn, *, name: str = "classifier", batch_size: int = 256,
                  labels: Sequence[str] | None = None, cache_size: int = 200_000) -> None:
         if batch_size < 1:
             raise AispError(f"batch_size must be at least 1, got {batch_size}")
@@ -89,7 +91,7 @@ class TextClassifier:
         return probs
 
 
-def as_text_classifier(model: Any, *, batch_size: int = 64, labels: Sequence[str] | None = None,
+def as_text_classifier(model: Any, *, batch_size: int | None = None, labels: Sequence[str] | None = None,
                        name: str | None = None) -> TextClassifier:
     """Adapt ``model`` to a :class:`TextClassifier`.
 
@@ -97,10 +99,13 @@ def as_text_classifier(model: Any, *, batch_size: int = 64, labels: Sequence[str
     strings; VADER's ``SentimentIntensityAnalyzer`` (two classes: negative, positive); a local Hugging
     Face ``pipeline("text-classification")`` or a ``(model, tokenizer)`` pair; any callable
     ``list[str] -> (n, k)`` probabilities. Nothing is downloaded: Hugging Face models must be local.
+    ``batch_size`` (strings per model call) defaults to 32 for Hugging Face models and 256 otherwise.
     """
     if isinstance(model, TextClassifier):
         return model
     label = name or type(model).__name__
+    hf = _is_hf_pipeline(model) or (isinstance(model, tuple) and len(model) == 2 and hasattr(model[0], "config"))
+    batch_size = batch_size or (HF_BATCH_SIZE if hf else DEFAULT_BATCH_SIZE)
     if hasattr(model, "predict_proba"):
         classes = getattr(model, "classes_", None)
         return TextClassifier(lambda texts: model.predict_proba(texts), name=label, batch_size=batch_size,
@@ -112,7 +117,7 @@ def as_text_classifier(model: Any, *, batch_size: int = 64, labels: Sequence[str
         fn, hf_labels = _hf_pipeline_fn(model)
         return TextClassifier(fn, name=name or _hf_name(model.model), batch_size=batch_size,
                               labels=labels or hf_labels)
-    if isinstance(model, tuple) and len(model) == 2 and hasattr(model[1], "__call__") and hasattr(model[0], "config"):
+    if isinstance(model, tuple) and len(model) == 2 and callable(model[1]) and hasattr(model[0], "config"):
         fn, hf_labels = _hf_model_fn(*model)
         return TextClassifier(fn, name=name or _hf_name(model[0]), batch_size=batch_size,
                               labels=labels or hf_labels)
