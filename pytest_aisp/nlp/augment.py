@@ -22,19 +22,32 @@ def parse_recipe(recipe: str | Sequence[str]) -> tuple[str, ...]:
     names = tuple(n for n in names if n)
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown or not names:
-        raise AispError(f"unknown augmentation(s) {unknown or recipe!r}; use some of: {', '.join(AUGMENTATIONS)}")
+        raise AispError(
+            f"unknown augmentation(s) {unknown or recipe!r}; use some of: {', '.join(AUGMENTATIONS)}"
+        )
     return names
 
 
 def _transform(name: str, wordnet_path: str | None) -> transforms.WordTransform:
     if name == "synonyms":
         return lambda word, rng: transforms.wordnet_synonyms(word, wordnet_path)
-    return {"typos": transforms.keyboard_typos, "homoglyphs": transforms.homoglyph_swaps,
-            "deepwordbug": transforms.deepwordbug_edits, "invisible": transforms.invisible_insertions}[name]
+    return {
+        "typos": transforms.keyboard_typos,
+        "homoglyphs": transforms.homoglyph_swaps,
+        "deepwordbug": transforms.deepwordbug_edits,
+        "invisible": transforms.invisible_insertions,
+    }[name]
 
 
-def augment_one(text: str, *, recipe: Sequence[str], n: int, seed: int, words_fraction: float,
-                wordnet_path: str | None = None) -> list[str]:
+def augment_one(
+    text: str,
+    *,
+    recipe: Sequence[str],
+    n: int,
+    seed: int,
+    words_fraction: float,
+    wordnet_path: str | None = None,
+) -> list[str]:
     """Up to ``n`` distinct augmented copies of ``text`` (fewer when the text allows fewer)."""
     rng = np.random.default_rng([seed, zlib.crc32(text.encode("utf-8"))])
     split = transforms.SplitText.of(text)
@@ -60,19 +73,28 @@ def augment_one(text: str, *, recipe: Sequence[str], n: int, seed: int, words_fr
     return copies
 
 
-def iter_augmented(texts: Iterable[str], *, recipe: str | Sequence[str] = DEFAULT_RECIPE, n: int = 4, seed: int = 0,
-                   words_fraction: float = 0.15, wordnet_path: str | None = None) -> Iterator[list[str]]:
+def iter_augmented(
+    texts: Iterable[str],
+    *,
+    recipe: str | Sequence[str] = DEFAULT_RECIPE,
+    n: int = 4,
+    seed: int = 0,
+    words_fraction: float = 0.15,
+    wordnet_path: str | None = None,
+) -> Iterator[list[str]]:
     """Stream :func:`augment_texts`: one list of copies per input text, in order."""
     names = _checked_options(recipe, n, words_fraction, wordnet_path)
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise AispError(f"text {index} is {type(text).__name__}, not str")
-        yield augment_one(text, recipe=names, n=n, seed=seed, words_fraction=words_fraction,
-                          wordnet_path=wordnet_path)
+        yield augment_one(
+            text, recipe=names, n=n, seed=seed, words_fraction=words_fraction, wordnet_path=wordnet_path
+        )
 
 
-def _checked_options(recipe: str | Sequence[str], n: int, words_fraction: float,
-                     wordnet_path: str | None) -> tuple[str, ...]:
+def _checked_options(
+    recipe: str | Sequence[str], n: int, words_fraction: float, wordnet_path: str | None
+) -> tuple[str, ...]:
     names = parse_recipe(recipe)
     if n < 1:
         raise AispError(f"n is the number of copies per text and must be >= 1, got {n}")
@@ -83,8 +105,15 @@ def _checked_options(recipe: str | Sequence[str], n: int, words_fraction: float,
     return names
 
 
-def augment_texts(texts: Sequence[str], *, recipe: str | Sequence[str] = DEFAULT_RECIPE, n: int = 4, seed: int = 0,
-                  words_fraction: float = 0.15, wordnet_path: str | None = None) -> list[list[str]]:
+def augment_texts(
+    texts: Sequence[str],
+    *,
+    recipe: str | Sequence[str] = DEFAULT_RECIPE,
+    n: int = 4,
+    seed: int = 0,
+    words_fraction: float = 0.15,
+    wordnet_path: str | None = None,
+) -> list[list[str]]:
     """``n`` label-preserving copies of each text, as a list per input text (aligned with ``texts``).
 
     Each copy applies one augmentation of ``recipe`` (``typos``, ``synonyms``, ``homoglyphs``,
@@ -92,5 +121,8 @@ def augment_texts(texts: Sequence[str], *, recipe: str | Sequence[str] = DEFAULT
     deterministic for a given seed and text, whatever the order of the texts.
     """
     items = check_texts(texts)
-    return list(iter_augmented(items, recipe=recipe, n=n, seed=seed, words_fraction=words_fraction,
-                               wordnet_path=wordnet_path))
+    return list(
+        iter_augmented(
+            items, recipe=recipe, n=n, seed=seed, words_fraction=words_fraction, wordnet_path=wordnet_path
+        )
+    )

@@ -19,7 +19,7 @@ RULE_BIAS = "AISP-NLP-BIAS"
 DEFAULT_GROUPS = ("gender", "names")
 MAX_PAIRS_KEPT = 20
 
-GroupSpec = Union[str, resources.GroupTerms, Mapping[str, Sequence[str]]]
+GroupSpec = Union[str, resources.GroupTerms, Mapping[str, Sequence[str]]]  # noqa: UP007 (a runtime alias on 3.10)
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,18 @@ def _as_group_terms(spec: GroupSpec) -> resources.GroupTerms:
         lists = {str(k): [str(t).lower() for t in v] for k, v in spec.items()}
         lengths = {len(v) for v in lists.values()}
         if len(lists) < 2 or len(lengths) != 1 or 0 in lengths:
-            raise AispError("a custom group mapping needs two or more groups with aligned, equally long, "
-                            "non-empty term lists, e.g. {'male': ['he', 'him'], 'female': ['she', 'her']}")
+            raise AispError(
+                "a custom group mapping needs two or more groups with aligned, equally long, "
+                "non-empty term lists, e.g. {'male': ['he', 'him'], 'female': ['she', 'her']}"
+            )
         rows = tuple(zip(*lists.values()))
-        return resources.GroupTerms(name="custom", groups=tuple(lists), rows=rows, source="given by the caller")
-    raise AispError(f"groups must name packaged lists ({', '.join(resources.GROUP_FILES)}), or be a mapping "
-                    f"of group -> aligned terms; got {type(spec).__name__}")
+        return resources.GroupTerms(
+            name="custom", groups=tuple(lists), rows=rows, source="given by the caller"
+        )
+    raise AispError(
+        f"groups must name packaged lists ({', '.join(resources.GROUP_FILES)}), or be a mapping "
+        f"of group -> aligned terms; got {type(spec).__name__}"
+    )
 
 
 def _swap_case(template: str, word: str) -> str:
@@ -119,8 +125,12 @@ def counterfactuals(text: str, terms: resources.GroupTerms) -> list[tuple[str, s
 
 
 def evaluate_counterfactual_fairness(
-    classifier: Any, texts: Sequence[str], *, groups: GroupSpec | Sequence[GroupSpec] = DEFAULT_GROUPS,
-    max_flip_rate: float = 0.05, max_score_gap: float | None = None,
+    classifier: Any,
+    texts: Sequence[str],
+    *,
+    groups: GroupSpec | Sequence[GroupSpec] = DEFAULT_GROUPS,
+    max_flip_rate: float = 0.05,
+    max_score_gap: float | None = None,
 ) -> CounterfactualResult:
     """Swap group terms (gendered words, names, religions, nationalities) and compare the outputs.
 
@@ -149,18 +159,35 @@ def evaluate_counterfactual_fairness(
     pairs = []
     for (index, from_group, to_group, swapped), probs in zip(jobs, swapped_probs):
         label = int(np.argmax(base[index]))
-        pairs.append(CounterfactualPair(
-            index=index, original=items[index], counterfactual=swapped, from_group=from_group, to_group=to_group,
-            original_label=label, counterfactual_label=int(np.argmax(probs)),
-            score_gap=float(abs(base[index, label] - probs[label]))))
+        pairs.append(
+            CounterfactualPair(
+                index=index,
+                original=items[index],
+                counterfactual=swapped,
+                from_group=from_group,
+                to_group=to_group,
+                original_label=label,
+                counterfactual_label=int(np.argmax(probs)),
+                score_gap=float(abs(base[index, label] - probs[label])),
+            )
+        )
     by_pair = _by_group_pair(pairs)
     flip_rate = float(np.mean([p.flipped for p in pairs])) if pairs else 0.0
     max_gap = max((p.score_gap for p in pairs), default=0.0)
     worst = tuple(sorted(pairs, key=lambda p: (not p.flipped, -p.score_gap, p.index))[:MAX_PAIRS_KEPT])
     result = CounterfactualResult(
-        classifier=model.name, term_lists=tuple(t.name for t in term_lists), n_texts=len(items),
-        texts_with_terms=len(covered), pairs=len(pairs), flip_rate=flip_rate, max_score_gap=max_gap,
-        by_group_pair=by_pair, worst=worst, seconds=time.perf_counter() - started, findings=())
+        classifier=model.name,
+        term_lists=tuple(t.name for t in term_lists),
+        n_texts=len(items),
+        texts_with_terms=len(covered),
+        pairs=len(pairs),
+        flip_rate=flip_rate,
+        max_score_gap=max_gap,
+        by_group_pair=by_pair,
+        worst=worst,
+        seconds=time.perf_counter() - started,
+        findings=(),
+    )
     findings = tuple(_counterfactual_findings(result, max_flip_rate, max_score_gap))
     record_findings(findings)
     record_metric("nlp_counterfactual_flip_rate", flip_rate)
@@ -174,60 +201,103 @@ def _by_group_pair(pairs: list[CounterfactualPair]) -> tuple[GroupPairGap, ...]:
     for a, b in keys:
         chosen = [p for p in pairs if (p.from_group, p.to_group) == (a, b)]
         gaps = [p.score_gap for p in chosen]
-        out.append(GroupPairGap(a, b, len(chosen), float(np.mean([p.flipped for p in chosen])),
-                                float(max(gaps)), float(np.mean(gaps))))
+        out.append(
+            GroupPairGap(
+                a,
+                b,
+                len(chosen),
+                float(np.mean([p.flipped for p in chosen])),
+                float(max(gaps)),
+                float(np.mean(gaps)),
+            )
+        )
     return tuple(out)
 
 
-def _counterfactual_findings(result: CounterfactualResult, max_flip_rate: float,
-                             max_score_gap: float | None) -> list[Finding]:
+def _counterfactual_findings(
+    result: CounterfactualResult, max_flip_rate: float, max_score_gap: float | None
+) -> list[Finding]:
     where = f"{result.classifier}:counterfactual[{','.join(result.term_lists)}]"
-    metrics = {"flip_rate": result.flip_rate, "max_score_gap": result.max_score_gap, "pairs": result.pairs,
-               "max_flip_rate": max_flip_rate}
+    metrics = {
+        "flip_rate": result.flip_rate,
+        "max_score_gap": result.max_score_gap,
+        "pairs": result.pairs,
+        "max_flip_rate": max_flip_rate,
+    }
     if max_score_gap is not None:
         metrics["max_score_gap_allowed"] = max_score_gap
     if not result.pairs:
-        return [Finding(RULE_BIAS, Severity.MEDIUM,
-                        f"none of the {result.n_texts} texts contains a term of {', '.join(result.term_lists)}: "
-                        "counterfactual fairness could not be checked; give texts that mention the groups",
-                        where, {"term_lists": list(result.term_lists)}, metrics)]
+        return [
+            Finding(
+                RULE_BIAS,
+                Severity.MEDIUM,
+                f"none of the {result.n_texts} texts contains a term of {', '.join(result.term_lists)}: "
+                "counterfactual fairness could not be checked; give texts that mention the groups",
+                where,
+                {"term_lists": list(result.term_lists)},
+                metrics,
+            )
+        ]
     worst = result.worst[0]
-    evidence = {"original": worst.original[:300], "counterfactual": worst.counterfactual[:300],
-                "from_group": worst.from_group, "to_group": worst.to_group,
-                "labels": [worst.original_label, worst.counterfactual_label], "score_gap": round(worst.score_gap, 4)}
+    evidence = {
+        "original": worst.original[:300],
+        "counterfactual": worst.counterfactual[:300],
+        "from_group": worst.from_group,
+        "to_group": worst.to_group,
+        "labels": [worst.original_label, worst.counterfactual_label],
+        "score_gap": round(worst.score_gap, 4),
+    }
     problems = []
     if result.flip_rate > max_flip_rate:
         problems.append(f"flip rate {result.flip_rate:.3f} > max_flip_rate {max_flip_rate:.3f}")
     if max_score_gap is not None and result.max_score_gap > max_score_gap:
         problems.append(f"score gap {result.max_score_gap:.3f} > max_score_gap {max_score_gap:.3f}")
-    summary = (f"{result.pairs} counterfactual swaps over {result.texts_with_terms} texts: flip rate "
-               f"{result.flip_rate:.3f}, largest score gap {result.max_score_gap:.3f}")
+    summary = (
+        f"{result.pairs} counterfactual swaps over {result.texts_with_terms} texts: flip rate "
+        f"{result.flip_rate:.3f}, largest score gap {result.max_score_gap:.3f}"
+    )
     if problems:
-        return [Finding(RULE_BIAS, Severity.HIGH, f"{summary}; {'; '.join(problems)}", where, evidence, metrics)]
+        return [
+            Finding(RULE_BIAS, Severity.HIGH, f"{summary}; {'; '.join(problems)}", where, evidence, metrics)
+        ]
     return [Finding(RULE_BIAS, Severity.INFO, summary, where, evidence, metrics)]
 
 
 def assert_counterfactual_fair(
-    classifier: Any, texts: Sequence[str], *, groups: GroupSpec | Sequence[GroupSpec] = DEFAULT_GROUPS,
-    max_flip_rate: float = 0.05, max_score_gap: float | None = None, fail_on: Severity | str | None = None,
+    classifier: Any,
+    texts: Sequence[str],
+    *,
+    groups: GroupSpec | Sequence[GroupSpec] = DEFAULT_GROUPS,
+    max_flip_rate: float = 0.05,
+    max_score_gap: float | None = None,
+    fail_on: Severity | str | None = None,
 ) -> CounterfactualResult:
     """Fail with ``TextRobustnessFailure`` when swapping group terms flips labels or moves scores too much."""
     __tracebackhide__ = True
-    result = evaluate_counterfactual_fairness(classifier, texts, groups=groups, max_flip_rate=max_flip_rate,
-                                              max_score_gap=max_score_gap)
+    result = evaluate_counterfactual_fairness(
+        classifier, texts, groups=groups, max_flip_rate=max_flip_rate, max_score_gap=max_score_gap
+    )
     lines = []
     for pair in result.worst[:3]:
-        lines.append(f"  {pair.from_group} -> {pair.to_group}: label {pair.original_label} -> "
-                     f"{pair.counterfactual_label}, gap {pair.score_gap:.3f}: {pair.original!r} -> "
-                     f"{pair.counterfactual!r}")
+        lines.append(
+            f"  {pair.from_group} -> {pair.to_group}: label {pair.original_label} -> "
+            f"{pair.counterfactual_label}, gap {pair.score_gap:.3f}: {pair.original!r} -> "
+            f"{pair.counterfactual!r}"
+        )
     worst_groups = sorted(result.by_group_pair, key=lambda g: -g.flip_rate)[:3]
     per_group = ", ".join(f"{g.from_group}->{g.to_group} {g.flip_rate:.3f}" for g in worst_groups)
-    enforce(result.findings, TextRobustnessFailure,
-            headline=(f"counterfactual fairness: flip rate {result.flip_rate:.3f} (max {max_flip_rate:.3f}), "
-                      f"largest score gap {result.max_score_gap:.3f}"
-                      + (f" (max {max_score_gap:.3f})" if max_score_gap is not None else "")),
-            details=(f"flip rate by swap: {per_group}\nworst swaps:\n" + "\n".join(lines)) if lines else "",
-            result=result, fail_on=fail_on)
+    enforce(
+        result.findings,
+        TextRobustnessFailure,
+        headline=(
+            f"counterfactual fairness: flip rate {result.flip_rate:.3f} (max {max_flip_rate:.3f}), "
+            f"largest score gap {result.max_score_gap:.3f}"
+            + (f" (max {max_score_gap:.3f})" if max_score_gap is not None else "")
+        ),
+        details=(f"flip rate by swap: {per_group}\nworst swaps:\n" + "\n".join(lines)) if lines else "",
+        result=result,
+        fail_on=fail_on,
+    )
     return result
 
 
@@ -273,16 +343,23 @@ def group_of_terms(groups: GroupSpec = "gender") -> Callable[[str], str | None]:
 
 
 def evaluate_group_metrics(
-    classifier: Any, texts: Sequence[str], labels: Sequence[int],
-    group_of: Callable[[str], str | None] | Sequence[str | None], *, positive_label: int = 1,
-    max_parity_gap: float = 0.1, max_odds_gap: float = 0.1,
+    classifier: Any,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    group_of: Callable[[str], str | None] | Sequence[str | None],
+    *,
+    positive_label: int = 1,
+    max_parity_gap: float = 0.1,
+    max_odds_gap: float = 0.1,
 ) -> GroupMetricsResult:
     """Per-group rates and the demographic parity gap (spread of positive rates) and equalised-odds
     gap (largest spread of true or false positive rates). Gaps above the bounds are high findings."""
     items = check_texts(texts)
     if isinstance(labels, (str, bytes)) or len(labels) != len(items):
-        raise AispError(f"got {len(items)} texts and {len(labels) if hasattr(labels, '__len__') else '?'} "
-                        "labels: give one label per text")
+        raise AispError(
+            f"got {len(items)} texts and {len(labels) if hasattr(labels, '__len__') else '?'} "
+            "labels: give one label per text"
+        )
     gold = np.asarray([int(v) for v in labels])
     if callable(group_of):
         assigned = [group_of(t) for t in items]
@@ -297,12 +374,19 @@ def evaluate_group_metrics(
     for group in sorted({g for g in assigned if g is not None}):
         mask = np.array([g == group for g in assigned])
         pos, neg = mask & actual, mask & ~actual
-        rates.append(GroupRates(
-            group=str(group), n=int(mask.sum()), positive_rate=float(predicted[mask].mean()),
-            true_positive_rate=float(predicted[pos].mean()) if pos.any() else None,
-            false_positive_rate=float(predicted[neg].mean()) if neg.any() else None))
+        rates.append(
+            GroupRates(
+                group=str(group),
+                n=int(mask.sum()),
+                positive_rate=float(predicted[mask].mean()),
+                true_positive_rate=float(predicted[pos].mean()) if pos.any() else None,
+                false_positive_rate=float(predicted[neg].mean()) if neg.any() else None,
+            )
+        )
     parity = _spread([r.positive_rate for r in rates])
-    odds = max(_spread([r.true_positive_rate for r in rates]), _spread([r.false_positive_rate for r in rates]))
+    odds = max(
+        _spread([r.true_positive_rate for r in rates]), _spread([r.false_positive_rate for r in rates])
+    )
     unassigned = sum(g is None for g in assigned)
     result = GroupMetricsResult(model.name, positive_label, tuple(rates), parity, odds, unassigned, ())
     findings = tuple(_group_findings(result, max_parity_gap, max_odds_gap))
@@ -319,21 +403,36 @@ def _spread(values: list[float | None]) -> float:
 
 def _group_findings(result: GroupMetricsResult, max_parity_gap: float, max_odds_gap: float) -> list[Finding]:
     where = f"{result.classifier}:groups"
-    metrics = {"demographic_parity_gap": result.demographic_parity_gap,
-               "equalized_odds_gap": result.equalized_odds_gap, "max_parity_gap": max_parity_gap,
-               "max_odds_gap": max_odds_gap}
+    metrics = {
+        "demographic_parity_gap": result.demographic_parity_gap,
+        "equalized_odds_gap": result.equalized_odds_gap,
+        "max_parity_gap": max_parity_gap,
+        "max_odds_gap": max_odds_gap,
+    }
     evidence = {r.group: {"n": r.n, "positive_rate": round(r.positive_rate, 4)} for r in result.groups}
     if len(result.groups) < 2:
-        return [Finding(RULE_BIAS, Severity.MEDIUM,
-                        f"only {len(result.groups)} group(s) found in the texts ({result.unassigned} unassigned): "
-                        "group metrics need at least two groups", where, evidence, metrics)]
+        return [
+            Finding(
+                RULE_BIAS,
+                Severity.MEDIUM,
+                f"only {len(result.groups)} group(s) found in the texts ({result.unassigned} unassigned): "
+                "group metrics need at least two groups",
+                where,
+                evidence,
+                metrics,
+            )
+        ]
     problems = []
     if result.demographic_parity_gap > max_parity_gap:
         problems.append(f"demographic parity gap {result.demographic_parity_gap:.3f} > {max_parity_gap:.3f}")
     if result.equalized_odds_gap > max_odds_gap:
         problems.append(f"equalised-odds gap {result.equalized_odds_gap:.3f} > {max_odds_gap:.3f}")
-    summary = (f"{len(result.groups)} groups: demographic parity gap {result.demographic_parity_gap:.3f}, "
-               f"equalised-odds gap {result.equalized_odds_gap:.3f}")
+    summary = (
+        f"{len(result.groups)} groups: demographic parity gap {result.demographic_parity_gap:.3f}, "
+        f"equalised-odds gap {result.equalized_odds_gap:.3f}"
+    )
     if problems:
-        return [Finding(RULE_BIAS, Severity.HIGH, f"{summary}; {'; '.join(problems)}", where, evidence, metrics)]
+        return [
+            Finding(RULE_BIAS, Severity.HIGH, f"{summary}; {'; '.join(problems)}", where, evidence, metrics)
+        ]
     return [Finding(RULE_BIAS, Severity.INFO, summary, where, evidence, metrics)]

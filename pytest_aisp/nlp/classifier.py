@@ -16,7 +16,7 @@ HF_BATCH_SIZE = 32
 
 def check_texts(texts: Any, what: str = "texts") -> list[str]:
     """``texts`` as a non-empty list of strings, or ``AispError`` saying what is wrong."""
-    if isinstance(texts, str) or not isinstance(texts, Sequence) and not hasattr(texts, "__iter__"):
+    if isinstance(texts, str) or (not isinstance(texts, Sequence) and not hasattr(texts, "__iter__")):
         raise AispError(f"{what} must be a list of strings, got {type(texts).__name__}")
     items = list(texts)
     if not items:
@@ -35,8 +35,15 @@ class TextClassifier:
     ``queries`` counts the strings the model actually saw.
     """
 
-    def __init__(self, predict_proba: ProbabilityFn, *, name: str = "classifier", batch_size: int = 256,
-                 labels: Sequence[str] | None = None, cache_size: int = 200_000) -> None:
+    def __init__(
+        self,
+        predict_proba: ProbabilityFn,
+        *,
+        name: str = "classifier",
+        batch_size: int = 256,
+        labels: Sequence[str] | None = None,
+        cache_size: int = 200_000,
+    ) -> None:
         if batch_size < 1:
             raise AispError(f"batch_size must be at least 1, got {batch_size}")
         self._predict_proba = predict_proba
@@ -55,7 +62,7 @@ class TextClassifier:
         items = check_texts(texts)
         missing = list(dict.fromkeys(t for t in items if t not in self._cache))
         for start in range(0, len(missing), self.batch_size):
-            batch = missing[start:start + self.batch_size]
+            batch = missing[start : start + self.batch_size]
             probs = self._checked(self._predict_proba(batch), len(batch))
             self.queries += len(batch)
             if len(self._cache) + len(batch) > self.cache_size:
@@ -71,19 +78,26 @@ class TextClassifier:
         try:
             probs = np.asarray(output, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise AispError(f"{self.name} returned {type(output).__name__}, not an array of probabilities") from exc
+            raise AispError(
+                f"{self.name} returned {type(output).__name__}, not an array of probabilities"
+            ) from exc
         if probs.ndim != 2 or probs.shape[0] != n:
             raise AispError(
                 f"{self.name} returned shape {probs.shape} for {n} texts; a classifier must return "
-                f"({n}, n_classes) probabilities")
+                f"({n}, n_classes) probabilities"
+            )
         if probs.shape[1] < 2:
-            raise AispError(f"{self.name} returned {probs.shape[1]} column(s); give one probability per class "
-                            "(two columns for a binary classifier)")
+            raise AispError(
+                f"{self.name} returned {probs.shape[1]} column(s); give one probability per class "
+                "(two columns for a binary classifier)"
+            )
         if not np.all(np.isfinite(probs)):
             raise AispError(f"{self.name} returned NaN or infinite scores")
         if probs.min() < -1e-6 or np.abs(probs.sum(axis=1) - 1.0).max() > 1e-3:
-            raise AispError(f"{self.name} returned scores that are not probabilities (rows must be >= 0 and "
-                            "sum to 1); apply a softmax to logits first")
+            raise AispError(
+                f"{self.name} returned scores that are not probabilities (rows must be >= 0 and "
+                "sum to 1); apply a softmax to logits first"
+            )
         if self.n_classes is None:
             self.n_classes = probs.shape[1]
         elif probs.shape[1] != self.n_classes:
@@ -91,8 +105,9 @@ class TextClassifier:
         return probs
 
 
-def as_text_classifier(model: Any, *, batch_size: int | None = None, labels: Sequence[str] | None = None,
-                       name: str | None = None) -> TextClassifier:
+def as_text_classifier(
+    model: Any, *, batch_size: int | None = None, labels: Sequence[str] | None = None, name: str | None = None
+) -> TextClassifier:
     """Adapt ``model`` to a :class:`TextClassifier`.
 
     Accepted: a ``TextClassifier``; a scikit-learn estimator or pipeline with ``predict_proba`` on raw
@@ -104,29 +119,44 @@ def as_text_classifier(model: Any, *, batch_size: int | None = None, labels: Seq
     if isinstance(model, TextClassifier):
         return model
     label = name or type(model).__name__
-    hf = _is_hf_pipeline(model) or (isinstance(model, tuple) and len(model) == 2 and hasattr(model[0], "config"))
+    hf = _is_hf_pipeline(model) or (
+        isinstance(model, tuple) and len(model) == 2 and hasattr(model[0], "config")
+    )
     batch_size = batch_size or (HF_BATCH_SIZE if hf else DEFAULT_BATCH_SIZE)
     if hasattr(model, "predict_proba"):
         classes = getattr(model, "classes_", None)
-        return TextClassifier(lambda texts: model.predict_proba(texts), name=label, batch_size=batch_size,
-                              labels=labels or ([str(c) for c in classes] if classes is not None else None))
+        return TextClassifier(
+            lambda texts: model.predict_proba(texts),
+            name=label,
+            batch_size=batch_size,
+            labels=labels or ([str(c) for c in classes] if classes is not None else None),
+        )
     if hasattr(model, "polarity_scores"):
-        return TextClassifier(_vader_fn(model), name=name or "vader", batch_size=batch_size,
-                              labels=labels or ("negative", "positive"))
+        return TextClassifier(
+            _vader_fn(model),
+            name=name or "vader",
+            batch_size=batch_size,
+            labels=labels or ("negative", "positive"),
+        )
     if _is_hf_pipeline(model):
         fn, hf_labels = _hf_pipeline_fn(model)
-        return TextClassifier(fn, name=name or _hf_name(model.model), batch_size=batch_size,
-                              labels=labels or hf_labels)
+        return TextClassifier(
+            fn, name=name or _hf_name(model.model), batch_size=batch_size, labels=labels or hf_labels
+        )
     if isinstance(model, tuple) and len(model) == 2 and callable(model[1]) and hasattr(model[0], "config"):
         fn, hf_labels = _hf_model_fn(*model)
-        return TextClassifier(fn, name=name or _hf_name(model[0]), batch_size=batch_size,
-                              labels=labels or hf_labels)
+        return TextClassifier(
+            fn, name=name or _hf_name(model[0]), batch_size=batch_size, labels=labels or hf_labels
+        )
     if callable(model):
-        return TextClassifier(model, name=name or getattr(model, "__name__", label), batch_size=batch_size,
-                              labels=labels)
+        return TextClassifier(
+            model, name=name or getattr(model, "__name__", label), batch_size=batch_size, labels=labels
+        )
     raise AispError(
-        f"cannot use {type(model).__name__} as a text classifier: give a callable list[str] -> probabilities, "
-        "a scikit-learn pipeline with predict_proba, VADER, or a local Hugging Face pipeline/(model, tokenizer)")
+        f"cannot use {type(model).__name__} as a text classifier: give a callable list[str] -> "
+        "probabilities, a scikit-learn pipeline with predict_proba, VADER, or a local Hugging Face "
+        "pipeline/(model, tokenizer)"
+    )
 
 
 def _vader_fn(analyzer: Any) -> ProbabilityFn:
@@ -139,7 +169,9 @@ def _vader_fn(analyzer: Any) -> ProbabilityFn:
 
 
 def _is_hf_pipeline(model: Any) -> bool:
-    return type(model).__name__.endswith("Pipeline") and hasattr(model, "model") and hasattr(model, "tokenizer")
+    return (
+        type(model).__name__.endswith("Pipeline") and hasattr(model, "model") and hasattr(model, "tokenizer")
+    )
 
 
 def _hf_name(model: Any) -> str:

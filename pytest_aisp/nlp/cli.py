@@ -17,20 +17,33 @@ PROGRESS_EVERY_S = 0.5
 def register(subparsers: Any) -> None:
     """Add the NLP module's subcommands to the ``aisp`` command."""
     parser = subparsers.add_parser(
-        "augment", help="write label-preserving augmented copies of a CSV file's text column",
+        "augment",
+        help="write label-preserving augmented copies of a CSV file's text column",
         description="Read --in row by row and write each row followed by --n augmented copies "
-                    "(other columns, such as labels, are copied unchanged) to --out.")
+        "(other columns, such as labels, are copied unchanged) to --out.",
+    )
     parser.add_argument("--in", dest="input", required=True, type=Path, help="input CSV file (with a header)")
     parser.add_argument("--text-column", required=True, help="name of the column holding the text")
     parser.add_argument("--out", required=True, type=Path, help="output CSV file")
-    parser.add_argument("--recipe", default="typos,synonyms,homoglyphs",
-                        help="comma-separated augmentations: typos, synonyms, homoglyphs, deepwordbug, invisible")
+    parser.add_argument(
+        "--recipe",
+        default="typos,synonyms,homoglyphs",
+        help="comma-separated augmentations: typos, synonyms, homoglyphs, deepwordbug, invisible",
+    )
     parser.add_argument("--n", type=int, default=4, help="copies per row (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--words-fraction", type=float, default=0.15,
-                        help="fraction of a text's non-stop words changed per copy (default 0.15)")
-    parser.add_argument("--no-original", action="store_true", help="write only the copies, not the input rows")
-    parser.add_argument("--wordnet", default=None, help="folder with WordNet files (default /usr/share/wordnet)")
+    parser.add_argument(
+        "--words-fraction",
+        type=float,
+        default=0.15,
+        help="fraction of a text's non-stop words changed per copy (default 0.15)",
+    )
+    parser.add_argument(
+        "--no-original", action="store_true", help="write only the copies, not the input rows"
+    )
+    parser.add_argument(
+        "--wordnet", default=None, help="folder with WordNet files (default /usr/share/wordnet)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=augment_command)
 
@@ -47,8 +60,10 @@ def augment_command(args: argparse.Namespace) -> int:
     with open(args.input, newline="", encoding="utf-8") as source:
         reader = csv.DictReader(source)
         if not reader.fieldnames or args.text_column not in reader.fieldnames:
-            raise AispError(f"--text-column {args.text_column!r} is not a column of {args.input}; "
-                            f"columns: {', '.join(reader.fieldnames or [])}")
+            raise AispError(
+                f"--text-column {args.text_column!r} is not a column of {args.input}; "
+                f"columns: {', '.join(reader.fieldnames or [])}"
+            )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "w", newline="", encoding="utf-8") as sink:
             writer = csv.DictWriter(sink, fieldnames=[*reader.fieldnames, "aisp_source_row"])
@@ -57,8 +72,14 @@ def augment_command(args: argparse.Namespace) -> int:
                 text = row[args.text_column] or ""
                 if not args.no_original:
                     writer.writerow({**row, "aisp_source_row": rows})
-                for copy in augment_one(text, recipe=names, n=args.n, seed=args.seed,
-                                        words_fraction=args.words_fraction, wordnet_path=args.wordnet):
+                for copy in augment_one(
+                    text,
+                    recipe=names,
+                    n=args.n,
+                    seed=args.seed,
+                    words_fraction=args.words_fraction,
+                    wordnet_path=args.wordnet,
+                ):
                     writer.writerow({**row, args.text_column: copy, "aisp_source_row": rows})
                     copies += 1
                 rows += 1

@@ -20,8 +20,20 @@ from pytest_aisp.findings import AispError, BackendMissing
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 WORDNET_INSTALL = "apt-get install -y wordnet-base wordnet-sense-index"
-WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb", "index.adj",
-                 "index.adv", "noun.exc", "verb.exc", "adj.exc", "adv.exc")
+WORDNET_FILES = (
+    "data.noun",
+    "data.verb",
+    "data.adj",
+    "data.adv",
+    "index.noun",
+    "index.verb",
+    "index.adj",
+    "index.adv",
+    "noun.exc",
+    "verb.exc",
+    "adj.exc",
+    "adv.exc",
+)
 GROUP_FILES = ("gender", "names", "religion", "nationality")
 
 
@@ -64,7 +76,7 @@ class GroupTerms:
         return tuple(row[column] for row in self.rows)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def group_terms(name: str) -> GroupTerms:
     """A packaged group word list: ``gender``, ``names``, ``religion`` or ``nationality``."""
     if name not in GROUP_FILES:
@@ -89,8 +101,11 @@ def wordnet_source(path: str | os.PathLike[str] | None = None) -> Path:
             return folder
     where = ", ".join(str(c) for c in candidates)
     raise BackendMissing(
-        "wordnet", "", f"WordNet database files were not found in {where}; install them with "
-        f"`{WORDNET_INSTALL}` (Debian/Ubuntu) or pass the folder holding data.noun, index.noun ...")
+        "wordnet",
+        "",
+        f"WordNet database files were not found in {where}; install them with "
+        f"`{WORDNET_INSTALL}` (Debian/Ubuntu) or pass the folder holding data.noun, index.noun ...",
+    )
 
 
 def cache_dir() -> Path:

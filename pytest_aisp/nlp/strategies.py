@@ -23,16 +23,16 @@ def _apply(text: str, edits: list[tuple[str, int, int]]) -> str:
         i = char_pick % max(len(word), 1)
         if kind == "swap" and len(word) >= 2:
             i = min(i, len(word) - 2)
-            word = word[:i] + word[i + 1] + word[i] + word[i + 2:]
+            word = word[:i] + word[i + 1] + word[i] + word[i + 2 :]
         elif kind == "substitute":
-            word = word[:i] + letters[char_pick % 26] + word[i + 1:]
+            word = word[:i] + letters[char_pick % 26] + word[i + 1 :]
         elif kind == "delete" and len(word) >= 2:
-            word = word[:i] + word[i + 1:]
+            word = word[:i] + word[i + 1 :]
         elif kind == "insert":
             word = word[:i] + letters[char_pick % 26] + word[i:]
         elif kind == "typo" and word[i].lower() in KEYBOARD_NEIGHBOURS:
             near = KEYBOARD_NEIGHBOURS[word[i].lower()]
-            word = word[:i] + near[char_pick % len(near)] + word[i + 1:]
+            word = word[:i] + near[char_pick % len(near)] + word[i + 1 :]
         words[w] = word if WORD_PATTERN.fullmatch(word) else words[w]
     return split.join(words)
 

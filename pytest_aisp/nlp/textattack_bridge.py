@@ -22,12 +22,20 @@ from pytest_aisp.nlp import resources
 from pytest_aisp.nlp.classifier import TextClassifier
 
 # Recipes that run from the bootstrap alone (no embeddings, no language models).
-OFFLINE_RECIPES = ("DeepWordBugGao2018", "Pruthi2019", "InputReductionFeng2018", "PWWSRen2019", "BadCharacters2021")
+OFFLINE_RECIPES = (
+    "DeepWordBugGao2018",
+    "Pruthi2019",
+    "InputReductionFeng2018",
+    "PWWSRen2019",
+    "BadCharacters2021",
+)
 TA_POST_INSTALL_MARKER = "post_install_check_3"
 HOMOGLYPH_FILE = "intentional_homoglyphs.txt"
 
 
-def offline_bootstrap(folder: str | os.PathLike[str] | None = None, *, wordnet_path: str | None = None) -> Path:
+def offline_bootstrap(
+    folder: str | os.PathLike[str] | None = None, *, wordnet_path: str | None = None
+) -> Path:
     """Prepare an offline TextAttack: an NLTK data folder, the post-install marker, the homoglyph file.
 
     ``folder`` (default ``<cache>/textattack-nltk``) receives ``corpora/stopwords/english`` and a copy of
@@ -73,8 +81,10 @@ def _install_homoglyph_file() -> None:
     target = Path(next(iter(spec.submodule_search_locations))) / "shared" / HOMOGLYPH_FILE
     if target.exists():
         return
-    lines = ["# Written by pytest-aisp from Unicode TR39 confusables.txt (via its packaged confusables table),",
-             "# in the layout of Unicode's intentional.txt: source ; target # ( s → t ) names"]
+    lines = [
+        "# Written by pytest-aisp from Unicode TR39 confusables.txt (via its packaged confusables table),",
+        "# in the layout of Unicode's intentional.txt: source ; target # ( s → t ) names",
+    ]
     for source, glyphs in resources.confusables().items():
         for glyph in glyphs:
             lines.append(f"{ord(source):04X} ;\t{ord(glyph):04X}\t#* ( {source} → {glyph} ) confusable")
@@ -88,8 +98,10 @@ def _recipe_class(textattack: Any, name: str) -> Any:
     recipe = getattr(textattack.attack_recipes, name, None)
     if recipe is None:
         known = sorted(n for n in dir(textattack.attack_recipes) if n[:1].isupper() and n != "AttackRecipe")
-        raise AispError(f"TextAttack has no recipe {name!r}; offline-capable: {', '.join(OFFLINE_RECIPES)}; "
-                        f"all: {', '.join(known)}")
+        raise AispError(
+            f"TextAttack has no recipe {name!r}; offline-capable: {', '.join(OFFLINE_RECIPES)}; "
+            f"all: {', '.join(known)}"
+        )
     return recipe
 
 
@@ -98,7 +110,9 @@ def build_textattack_attack(classifier: TextClassifier, recipe: str, budget: int
     offline_bootstrap()
     from pytest_aisp.backends import require
 
-    textattack = require("textattack", "textattack", "TextAttack lives in its own environment (tox -e textattack)")
+    textattack = require(
+        "textattack", "textattack", "TextAttack lives in its own environment (tox -e textattack)"
+    )
     from textattack.models.wrappers import ModelWrapper
 
     class _Wrapper(ModelWrapper):  # type: ignore[misc]
@@ -109,7 +123,9 @@ def build_textattack_attack(classifier: TextClassifier, recipe: str, budget: int
             return self.model(list(text_inputs))
 
         def get_grad(self, text_input: str) -> Any:
-            raise AispError("gradient-based TextAttack recipes need a model with gradients, not a text classifier")
+            raise AispError(
+                "gradient-based TextAttack recipes need a model with gradients, not a text classifier"
+            )
 
         def _tokenize(self, inputs: list[str]) -> list[list[str]]:
             return [text.split() for text in inputs]
@@ -119,16 +135,18 @@ def build_textattack_attack(classifier: TextClassifier, recipe: str, budget: int
         attack = recipe_class.build(_Wrapper(classifier))
     except (OSError, LookupError, ValueError) as exc:  # a download that could not happen, in various forms
         raise AispError(
-            f"TextAttack recipe {recipe} could not be built offline ({type(exc).__name__}: {str(exc)[:300]}); "
-            f"it needs downloaded embeddings or models. Recipes that run offline: {', '.join(OFFLINE_RECIPES)}"
+            f"TextAttack recipe {recipe} could not be built offline ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); it needs downloaded embeddings or models. Recipes that run offline: "
+            f"{', '.join(OFFLINE_RECIPES)}"
         ) from exc
     attack.goal_function.query_budget = budget
     attack.goal_function.batch_size = classifier.batch_size
     return attack
 
 
-def run_textattack(classifier: TextClassifier, texts: list[str], labels: list[int], *, recipe: str, budget: int,
-                   seed: int) -> Any:
+def run_textattack(
+    classifier: TextClassifier, texts: list[str], labels: list[int], *, recipe: str, budget: int, seed: int
+) -> Any:
     """Run a TextAttack recipe over the texts; return a result without findings (the caller adds them)."""
     from pytest_aisp.nlp.attack import AdversarialText, _check_classes, build_result, character_diff
 
@@ -160,14 +178,30 @@ def run_textattack(classifier: TextClassifier, texts: list[str], labels: list[in
         query_counts.append(int(outcome.perturbed_result.num_queries))
         if isinstance(outcome, SuccessfulAttackResult):
             adversarial = outcome.perturbed_result.attacked_text.text
-            changed = len(outcome.original_result.attacked_text.all_words_diff(
-                outcome.perturbed_result.attacked_text))
-            examples.append(AdversarialText(
-                index=index, original=text, adversarial=adversarial, label=label,
-                adversarial_label=int(outcome.perturbed_result.output), words_changed=changed,
-                queries=int(outcome.perturbed_result.num_queries), diff=character_diff(text, adversarial)))
+            changed = len(
+                outcome.original_result.attacked_text.all_words_diff(outcome.perturbed_result.attacked_text)
+            )
+            examples.append(
+                AdversarialText(
+                    index=index,
+                    original=text,
+                    adversarial=adversarial,
+                    label=label,
+                    adversarial_label=int(outcome.perturbed_result.output),
+                    words_changed=changed,
+                    queries=int(outcome.perturbed_result.num_queries),
+                    diff=character_diff(text, adversarial),
+                )
+            )
         elif not isinstance(outcome, FailedAttackResult):  # e.g. MaximizedAttackResult: not a success
             continue
-    return build_result(attack=f"textattack:{recipe}", classifier=classifier.name, n_texts=len(texts),
-                        n_correct=n_correct, examples=examples, query_counts=query_counts, budget=budget,
-                        seconds=time.perf_counter() - started)
+    return build_result(
+        attack=f"textattack:{recipe}",
+        classifier=classifier.name,
+        n_texts=len(texts),
+        n_correct=n_correct,
+        examples=examples,
+        query_counts=query_counts,
+        budget=budget,
+        seconds=time.perf_counter() - started,
+    )

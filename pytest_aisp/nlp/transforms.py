@@ -39,7 +39,7 @@ class SplitText:
     def of(cls, text: str) -> SplitText:
         words, gaps, last = [], [], 0
         for match in WORD_PATTERN.finditer(text):
-            gaps.append(text[last:match.start()])
+            gaps.append(text[last : match.start()])
             words.append(match.group())
             last = match.end()
         gaps.append(text[last:])
@@ -63,8 +63,11 @@ def _keyboard_neighbours() -> dict[str, str]:
     position = {ch: (r, c) for r, row in enumerate(_QWERTY_ROWS) for c, ch in enumerate(row)}
     neighbours: dict[str, str] = {}
     for ch, (r, c) in position.items():
-        near = [other for other, (r2, c2) in position.items()
-                if other != ch and abs(r - r2) <= 1 and abs(c - c2) <= 1]
+        near = [
+            other
+            for other, (r2, c2) in position.items()
+            if other != ch and abs(r - r2) <= 1 and abs(c - c2) <= 1
+        ]
         neighbours[ch] = "".join(sorted(near))
     return neighbours
 
@@ -91,12 +94,12 @@ def deepwordbug_edits(word: str, rng: np.random.Generator, per_edit: int = 1) ->
     for _ in range(per_edit):
         if n >= 2:
             i = int(rng.integers(0, n - 1))
-            out.append(word[:i] + word[i + 1] + word[i] + word[i + 2:])
+            out.append(word[:i] + word[i + 1] + word[i] + word[i + 2 :])
         i = int(rng.integers(0, n))
-        out.append(word[:i] + _match_case(word[i], letters[int(rng.integers(0, 26))]) + word[i + 1:])
+        out.append(word[:i] + _match_case(word[i], letters[int(rng.integers(0, 26))]) + word[i + 1 :])
         if n >= 2:
             i = int(rng.integers(0, n))
-            out.append(word[:i] + word[i + 1:])
+            out.append(word[:i] + word[i + 1 :])
         i = int(rng.integers(0, n + 1))
         out.append(word[:i] + letters[int(rng.integers(0, 26))] + word[i:])
     return _distinct(word, out)
@@ -110,7 +113,7 @@ def keyboard_typos(word: str, rng: np.random.Generator, count: int = 4) -> list[
     out = []
     for i in rng.permutation(positions)[:count]:
         near = KEYBOARD_NEIGHBOURS[word[i].lower()]
-        out.append(word[:i] + _match_case(word[i], near[int(rng.integers(0, len(near)))]) + word[i + 1:])
+        out.append(word[:i] + _match_case(word[i], near[int(rng.integers(0, len(near)))]) + word[i + 1 :])
     return _distinct(word, out)
 
 
@@ -121,7 +124,7 @@ def homoglyph_swaps(word: str, rng: np.random.Generator, count: int = 4) -> list
     out = []
     for i in rng.permutation(positions)[:count] if positions else []:
         glyphs = table[word[i]]
-        out.append(word[:i] + glyphs[int(rng.integers(0, len(glyphs)))] + word[i + 1:])
+        out.append(word[:i] + glyphs[int(rng.integers(0, len(glyphs)))] + word[i + 1 :])
     return _distinct(word, out)
 
 
@@ -131,11 +134,14 @@ def invisible_insertions(word: str, rng: np.random.Generator) -> list[str]:
     i = int(rng.integers(1, len(word))) if len(word) > 1 else 1
     zero_width = ZERO_WIDTH[int(rng.integers(0, len(ZERO_WIDTH)))]
     tag = chr(TAG_BASE + ord(string.ascii_lowercase[int(rng.integers(0, 26))]))
-    return _distinct(word, [
-        word[:i] + zero_width + word[i:],
-        BIDI_OVERRIDE_RTL + word[::-1] + BIDI_POP,
-        word[:i] + tag + word[i:],
-    ])
+    return _distinct(
+        word,
+        [
+            word[:i] + zero_width + word[i:],
+            BIDI_OVERRIDE_RTL + word[::-1] + BIDI_POP,
+            word[:i] + tag + word[i:],
+        ],
+    )
 
 
 @functools.lru_cache(maxsize=50_000)

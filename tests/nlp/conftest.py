@@ -24,7 +24,9 @@ make_models = _load_make_models()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "textattack: needs TextAttack (its own environment, tox -e textattack)")
+    config.addinivalue_line(
+        "markers", "textattack: needs TextAttack (its own environment, tox -e textattack)"
+    )
 
 
 @pytest.fixture(scope="session")

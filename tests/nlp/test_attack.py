@@ -48,7 +48,9 @@ def test_word_level_attacks_use_wordnet(sentiment_model, sentiment_test, wordnet
 def test_constraints_limit_changed_words_and_spare_stopwords(sentiment_model, sentiment_test):
     texts, labels = sentiment_test
     limits = TextConstraints(max_words_changed=0.5, max_edit_distance=1)
-    result = evaluate_text_robustness(sentiment_model, texts, labels, attack="deepwordbug", constraints=limits)
+    result = evaluate_text_robustness(
+        sentiment_model, texts, labels, attack="deepwordbug", constraints=limits
+    )
     stop = stopwords()
     for example in result.examples:
         before, after = SplitText.of(example.original).words, SplitText.of(example.adversarial).words
@@ -70,15 +72,19 @@ def test_the_query_budget_is_respected(sentiment_model, sentiment_test):
     texts, labels = sentiment_test
     starved = evaluate_text_robustness(sentiment_model, texts, labels, budget=3)
     assert starved.queries_per_example <= 3
-    assert starved.attack_success_rate < evaluate_text_robustness(sentiment_model, texts, labels).attack_success_rate
+    assert (
+        starved.attack_success_rate
+        < evaluate_text_robustness(sentiment_model, texts, labels).attack_success_rate
+    )
 
 
 def test_beam_search_finds_at_least_what_greedy_finds(sentiment_model, sentiment_test):
     texts, labels = sentiment_test
     limits = TextConstraints(max_words_changed=1.0)
     greedy = evaluate_text_robustness(sentiment_model, texts, labels, constraints=limits)
-    beam = evaluate_text_robustness(sentiment_model, texts, labels, constraints=limits, search="beam",
-                                    beam_width=4)
+    beam = evaluate_text_robustness(
+        sentiment_model, texts, labels, constraints=limits, search="beam", beam_width=4
+    )
     assert beam.attack_success_rate >= greedy.attack_success_rate - 0.05
 
 
@@ -159,8 +165,9 @@ def test_bad_texts_and_labels_raise_aisp_error(sentiment_model):
 
 def test_synonym_attack_without_wordnet_names_the_install_line(sentiment_model, tmp_path):
     with pytest.raises(BackendMissing, match="wordnet-base"):
-        evaluate_text_robustness(sentiment_model, ["a fine film"], [1], attack="synonyms",
-                                 wordnet_path=str(tmp_path))
+        evaluate_text_robustness(
+            sentiment_model, ["a fine film"], [1], attack="synonyms", wordnet_path=str(tmp_path)
+        )
 
 
 def test_similarity_constraint_needs_an_encoder():
@@ -175,8 +182,13 @@ def test_similarity_constraint_filters_candidates(sentiment_model, sentiment_tes
         # A real (if crude) encoder: character-class histogram; edits keep it close.
         import numpy as np
 
-        return np.array([[sum(c.isalpha() for c in t), sum(c.isspace() for t2 in [t] for c in t2), len(t)]
-                         for t in batch], dtype=float)
+        return np.array(
+            [
+                [sum(c.isalpha() for c in t), sum(c.isspace() for t2 in [t] for c in t2), len(t)]
+                for t in batch
+            ],
+            dtype=float,
+        )
 
     strict = TextConstraints(min_similarity=0.999999999, encoder=length_encoder)
     loose = TextConstraints(min_similarity=0.0, encoder=length_encoder)

@@ -54,8 +54,21 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_cli_augment_streams_rows_with_their_labels(generated, tmp_path, capsys):
     out = tmp_path / "aug.csv"
-    code = main(["augment", "--in", str(generated["test"]), "--text-column", "text", "--out", str(out),
-                 "--recipe", "typos,homoglyphs", "--n", "2"])
+    code = main(
+        [
+            "augment",
+            "--in",
+            str(generated["test"]),
+            "--text-column",
+            "text",
+            "--out",
+            str(out),
+            "--recipe",
+            "typos,homoglyphs",
+            "--n",
+            "2",
+        ]
+    )
     assert code == 0
     source, rows = _rows(generated["test"]), _rows(out)
     assert len(rows) > len(source) * 2
@@ -70,21 +83,63 @@ def test_cli_augment_streams_rows_with_their_labels(generated, tmp_path, capsys)
 
 
 def test_cli_augment_errors_exit_2(generated, tmp_path, capsys):
-    code = main(["augment", "--in", str(generated["test"]), "--text-column", "review", "--out",
-                 str(tmp_path / "x.csv")])
+    code = main(
+        [
+            "augment",
+            "--in",
+            str(generated["test"]),
+            "--text-column",
+            "review",
+            "--out",
+            str(tmp_path / "x.csv"),
+        ]
+    )
     assert code == 2
     assert "--text-column 'review'" in capsys.readouterr().err
-    assert main(["augment", "--in", str(tmp_path / "none.csv"), "--text-column", "t", "--out",
-                 str(tmp_path / "x.csv"), "--recipe", "typos"]) == 2
+    assert (
+        main(
+            [
+                "augment",
+                "--in",
+                str(tmp_path / "none.csv"),
+                "--text-column",
+                "t",
+                "--out",
+                str(tmp_path / "x.csv"),
+                "--recipe",
+                "typos",
+            ]
+        )
+        == 2
+    )
 
 
 def test_cli_augment_end_to_end_in_a_subprocess(generated, tmp_path):
     out = tmp_path / "aug.csv"
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest_aisp.cli", "augment", "--in", str(generated["test"]), "--text-column",
-         "text", "--out", str(out), "--recipe", "deepwordbug", "--n", "1", "--no-original"],
-        capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest_aisp.cli",
+            "augment",
+            "--in",
+            str(generated["test"]),
+            "--text-column",
+            "text",
+            "--out",
+            str(out),
+            "--recipe",
+            "deepwordbug",
+            "--n",
+            "1",
+            "--no-original",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert completed.returncode == 0, completed.stderr
     assert "rows" in completed.stderr
     assert len(_rows(out)) == 200

@@ -30,15 +30,18 @@ def test_the_biased_model_fails_counterfactual_fairness(models):
     result = info.value.result
     assert result.flip_rate > 0.2
     assert {(g.from_group, g.to_group) for g in result.by_group_pair} == {
-        ("male_names", "female_names"), ("female_names", "male_names")}
+        ("male_names", "female_names"),
+        ("female_names", "male_names"),
+    }
     assert "flip rate" in str(info.value) and "->" in str(info.value)
     assert info.value.findings[0].rule_id == "AISP-NLP-BIAS"
 
 
 def test_the_unbiased_twin_passes(models):
     texts, _ = models.fairness_probe_set()
-    result = assert_counterfactual_fair(models.unbiased_name_model(), texts, groups="names", max_flip_rate=0.05,
-                                        max_score_gap=0.25)
+    result = assert_counterfactual_fair(
+        models.unbiased_name_model(), texts, groups="names", max_flip_rate=0.05, max_score_gap=0.25
+    )
     assert result.flip_rate <= 0.05
     assert result.pairs == len(texts)
     assert result.findings[0].severity is Severity.INFO
@@ -46,8 +49,9 @@ def test_the_unbiased_twin_passes(models):
 
 def test_score_gap_bound_fails_even_without_flips(models):
     texts, _ = models.fairness_probe_set()
-    result = evaluate_counterfactual_fairness(models.unbiased_name_model(), texts, groups="names",
-                                              max_flip_rate=1.0, max_score_gap=0.0)
+    result = evaluate_counterfactual_fairness(
+        models.unbiased_name_model(), texts, groups="names", max_flip_rate=1.0, max_score_gap=0.0
+    )
     assert result.findings[0].severity is Severity.HIGH
     assert "max_score_gap" in result.findings[0].message
 
@@ -62,8 +66,9 @@ def test_texts_without_group_terms_are_a_finding_not_a_pass(sentiment_model):
 
 def test_custom_group_mapping(models):
     groups = {"a": ["john", "james"], "b": ["mary", "linda"]}
-    result = evaluate_counterfactual_fairness(models.biased_name_model(), ["John said the film was okay"],
-                                              groups=groups)
+    result = evaluate_counterfactual_fairness(
+        models.biased_name_model(), ["John said the film was okay"], groups=groups
+    )
     assert result.pairs == 1 and result.worst[0].counterfactual == "Mary said the film was okay"
     with pytest.raises(AispError, match="aligned"):
         evaluate_counterfactual_fairness(models.biased_name_model(), ["x"], groups={"a": ["he"], "b": []})

@@ -12,7 +12,9 @@ from pytest_aisp.nlp.textattack_bridge import offline_bootstrap
 
 pytestmark = pytest.mark.textattack
 
-if importlib.util.find_spec("textattack") is None:  # checked without importing: its import needs the bootstrap
+if (
+    importlib.util.find_spec("textattack") is None
+):  # checked without importing: its import needs the bootstrap
     pytest.skip("TextAttack lives in its own environment (tox -e textattack)", allow_module_level=True)
 
 
@@ -42,8 +44,9 @@ def test_offline_bootstrap_lays_out_nltk_data(tmp_path, wordnet_installed):
 
 def test_deepwordbug_recipe_returns_the_same_result_type(sentiment_model, sentiment_test, wordnet_installed):
     texts, labels = sentiment_test
-    result = evaluate_text_robustness(sentiment_model, texts, labels, attack="textattack:DeepWordBugGao2018",
-                                      budget=500)
+    result = evaluate_text_robustness(
+        sentiment_model, texts, labels, attack="textattack:DeepWordBugGao2018", budget=500
+    )
     assert result.attack == "textattack:DeepWordBugGao2018"
     assert result.attack_success_rate > 0.3
     assert result.findings[0].rule_id == "AISP-NLP-ADVERSARIAL"
@@ -51,24 +54,35 @@ def test_deepwordbug_recipe_returns_the_same_result_type(sentiment_model, sentim
     assert sentiment_model.predict([example.adversarial])[0] != example.label
 
 
-def test_native_deepwordbug_matches_textattack_within_10_points(sentiment_model, cross_check_set,
-                                                                 wordnet_installed):
+def test_native_deepwordbug_matches_textattack_within_10_points(
+    sentiment_model, cross_check_set, wordnet_installed
+):
     texts, labels = cross_check_set
     # TextAttack's recipe has no cap on the fraction of words changed: lift ours to match.
-    native = evaluate_text_robustness(sentiment_model, texts, labels, attack="deepwordbug", budget=1000,
-                                      constraints=TextConstraints(max_words_changed=1.0))
-    theirs = evaluate_text_robustness(sentiment_model, texts, labels, attack="textattack:DeepWordBugGao2018",
-                                      budget=1000)
+    native = evaluate_text_robustness(
+        sentiment_model,
+        texts,
+        labels,
+        attack="deepwordbug",
+        budget=1000,
+        constraints=TextConstraints(max_words_changed=1.0),
+    )
+    theirs = evaluate_text_robustness(
+        sentiment_model, texts, labels, attack="textattack:DeepWordBugGao2018", budget=1000
+    )
     assert native.clean_accuracy == theirs.clean_accuracy
     assert abs(native.attack_success_rate - theirs.attack_success_rate) <= 0.10, (
-        native.attack_success_rate, theirs.attack_success_rate)
+        native.attack_success_rate,
+        theirs.attack_success_rate,
+    )
 
 
 @pytest.mark.parametrize("recipe", ["Pruthi2019", "PWWSRen2019"])
 def test_other_offline_recipes_run(sentiment_model, sentiment_test, wordnet_installed, recipe):
     texts, labels = sentiment_test
-    result = evaluate_text_robustness(sentiment_model, texts[:8], labels[:8], attack=f"textattack:{recipe}",
-                                      budget=300)
+    result = evaluate_text_robustness(
+        sentiment_model, texts[:8], labels[:8], attack=f"textattack:{recipe}", budget=300
+    )
     assert result.n_texts == 8 and 0.0 <= result.attack_success_rate <= 1.0
 
 

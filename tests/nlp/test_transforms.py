@@ -94,8 +94,11 @@ def test_text_edits_keep_the_word_count(edited):
 
 def test_text_edits_shrink_to_the_smallest_edit_set():
     original = "the film was wonderful"
-    smallest = find(text_edits(original, max_edits=3), lambda t: t != original,
-                    settings=settings(max_examples=200, database=None))
+    smallest = find(
+        text_edits(original, max_edits=3),
+        lambda t: t != original,
+        settings=settings(max_examples=200, database=None),
+    )
     assert transforms.character_edit_distance(smallest, original) <= 2  # one edit: a swap is two
 
 
