@@ -3,7 +3,8 @@
 TextAttack downloads NLTK data on its first import and ships without the homoglyph file some
 transformations open. :func:`offline_bootstrap` lays out what the offline-capable recipes need from
 local sources (the packaged stop words, Debian's WordNet, the packaged confusables table), so that
-DeepWordBug, Pruthi, InputReduction, PWWS and the bad-character recipes run with no network.
+DeepWordBug, Pruthi and PWWS run with no network (InputReduction and BadCharacters run too, but do not
+search for a label flip, so this bridge refuses them).
 Recipes that need downloaded embeddings or models fail with an ``AispError`` naming what is missing.
 """
 
@@ -22,13 +23,12 @@ from pytest_aisp.nlp import resources
 from pytest_aisp.nlp.classifier import TextClassifier
 
 # Recipes that run from the bootstrap alone (no embeddings, no language models).
-OFFLINE_RECIPES = (
-    "DeepWordBugGao2018",
-    "Pruthi2019",
-    "InputReductionFeng2018",
-    "PWWSRen2019",
-    "BadCharacters2021",
-)
+OFFLINE_RECIPES = ("DeepWordBugGao2018", "Pruthi2019", "PWWSRen2019")
+# Recipes that run offline but do not search for a label flip: their results do not fit this API.
+NOT_LABEL_FLIP = {
+    "InputReductionFeng2018": "it removes words while keeping the label (input reduction), not a label flip",
+    "BadCharacters2021": "it needs a targeted goal function; use the native homoglyphs and invisible attacks",
+}
 TA_POST_INSTALL_MARKER = "post_install_check_3"
 HOMOGLYPH_FILE = "intentional_homoglyphs.txt"
 
@@ -95,6 +95,8 @@ def _install_homoglyph_file() -> None:
 
 
 def _recipe_class(textattack: Any, name: str) -> Any:
+    if name in NOT_LABEL_FLIP:
+        raise AispError(f"TextAttack recipe {name} is not supported here: {NOT_LABEL_FLIP[name]}")
     recipe = getattr(textattack.attack_recipes, name, None)
     if recipe is None:
         known = sorted(n for n in dir(textattack.attack_recipes) if n[:1].isupper() and n != "AttackRecipe")

@@ -154,23 +154,25 @@ def _synonyms_lower(word: str, wordnet_path: str | None) -> tuple[str, ...]:
             if "_" in name or "-" in name or not name.isalpha() or name.lower() == word:
                 continue
             found.append(_inflect_like(word, name.lower(), synset.pos()))
-    return tuple(dict.fromkeys(found))
+    return tuple(s for s in dict.fromkeys(found) if s != word)
 
 
 def _inflect_like(original: str, synonym: str, pos: str) -> str:
-    """``synonym`` in the inflection of ``original`` where lemminflect is installed; as is otherwise."""
+    """``synonym`` in the inflection of ``original`` (nouns and verbs) where lemminflect is installed."""
+    if pos not in ("n", "v"):
+        return synonym
     try:
         import lemminflect
     except ImportError:
         return synonym
-    upos = {"n": "NOUN", "v": "VERB", "a": "ADJ", "s": "ADJ", "r": "ADV"}.get(pos, "NOUN")
+    upos = "NOUN" if pos == "n" else "VERB"
     lemmas = lemminflect.getLemma(original, upos=upos)
     if not lemmas or lemmas[0] == original:
         return synonym
-    for tag in lemminflect.getAllInflections(lemmas[0], upos=upos):
-        if original in lemminflect.getAllInflections(lemmas[0], upos=upos)[tag]:
-            forms = lemminflect.getInflection(synonym, tag=tag)
-            return forms[0] if forms else synonym
+    for tag, forms in lemminflect.getAllInflections(lemmas[0], upos=upos).items():
+        if original in forms:
+            inflected = lemminflect.getInflection(synonym, tag=tag)
+            return inflected[0] if inflected else synonym
     return synonym
 
 

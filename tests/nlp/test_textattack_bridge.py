@@ -91,6 +91,20 @@ def test_unknown_recipe_names_the_offline_ones(sentiment_model):
         evaluate_text_robustness(sentiment_model, ["a fine film"], [1], attack="textattack:NoSuchRecipe")
 
 
+@pytest.mark.parametrize("recipe", ["InputReductionFeng2018", "BadCharacters2021"])
+def test_recipes_without_a_label_flip_goal_are_refused(sentiment_model, recipe):
+    with pytest.raises(AispError, match="not supported"):
+        evaluate_text_robustness(sentiment_model, ["a fine film"], [1], attack=f"textattack:{recipe}")
+
+
+def test_synonyms_keep_the_inflection_with_lemminflect(wordnet_installed):
+    pytest.importorskip("lemminflect")
+    from pytest_aisp.nlp.transforms import wordnet_synonyms
+
+    assert "films" in wordnet_synonyms("movies") and "movies" not in wordnet_synonyms("movies")
+    assert "enjoyed" in wordnet_synonyms("loved")
+
+
 def test_recipe_that_needs_downloads_fails_with_a_clear_error(sentiment_model, wordnet_installed):
     with pytest.raises(AispError, match="offline"):
         evaluate_text_robustness(sentiment_model, ["a fine film"], [1], attack="textattack:TextFoolerJin2019")
