@@ -90,12 +90,11 @@ class TextRobustnessResult:
     queries_per_example: float  # over attacked texts
     budget: int
     seconds: float
-    examples: tuple[AdversarialText, ...]
+    examples: tuple[AdversarialText, ...]  # the smallest 50 counterexamples
     findings: tuple[Finding, ...]
-
-    @property
-    def successes(self) -> int:
-        return round(self.attack_success_rate * round(self.clean_accuracy * self.n_texts))
+    n_correct: int = 0  # texts the classifier got right: the ones attacked
+    successes: int = 0  # successful attacks (examples keeps at most 50 of them)
+    unattackable: int = 0  # correct texts that offered no edit (only stop words, no candidates)
 
     def best_examples(self, k: int = 3) -> tuple[AdversarialText, ...]:
         """The ``k`` smallest counterexamples: fewest words changed, then fewest characters."""
@@ -160,6 +159,7 @@ class _Outcome:
     adversarial_label: int
     words_changed: int
     queries: int
+    attackable: bool = True
 
 
 def run_lockstep(classifier: TextClassifier, attacks: list[Steps]) -> list[Any]:
@@ -204,7 +204,7 @@ def _attack_steps(
     try:
         base = (yield queries.admit([text]))[0]
         if not editable:
-            return _Outcome(None, label, 0, len(queries.seen))
+            return _Outcome(None, label, 0, len(queries.seen), attackable=False)
         # Leave-one-out importance: how much the true class loses when the word is dropped.
         dropped = (yield queries.admit([split.replaced(i, "") for i in editable]))[:, label]
         saliency = base[label] - dropped
@@ -214,6 +214,8 @@ def _attack_steps(
         else:
             order = [editable[j] for j in np.argsort(-saliency, kind="stable")]
         order = [i for i in order if candidates[i]]
+        if not order:
+            return _Outcome(None, label, 0, len(queries.seen), attackable=False)
         if search == "beam":
             found = yield from _beam(queries, split, order, candidates, label, max_changes, beam_width)
         else:
@@ -459,6 +461,7 @@ def evaluate_text_robustness(
         query_counts=query_counts,
         budget=budget,
         seconds=time.perf_counter() - started,
+        unattackable=sum(not o.attackable for o in outcomes),
     )
     return _finish(result, min_acc)
 
@@ -482,6 +485,7 @@ def build_result(
     query_counts: list[int],
     budget: int,
     seconds: float,
+    unattackable: int = 0,
 ) -> TextRobustnessResult:
     """A result without findings from raw counts (used by the native engine and the TextAttack bridge)."""
     successes = len(examples)
@@ -502,6 +506,9 @@ def build_result(
             ]
         ),
         findings=(),
+        n_correct=n_correct,
+        successes=successes,
+        unattackable=unattackable,
     )
 
 
@@ -522,6 +529,7 @@ def _findings(result: TextRobustnessResult, min_acc: float | None) -> list[Findi
         "attack_success_rate": result.attack_success_rate,
         "queries_per_example": result.queries_per_example,
         "mean_words_changed": result.mean_words_changed,
+        "unattackable": result.unattackable,
     }
     best = result.best_examples(1)
     evidence: dict[str, Any] = {"attack": result.attack, "budget": result.budget}
@@ -536,9 +544,21 @@ def _findings(result: TextRobustnessResult, min_acc: float | None) -> list[Findi
     where = f"{result.classifier}:{result.attack}"
     summary = (
         f"{result.attack}: accuracy {result.clean_accuracy:.3f} clean, {result.attacked_accuracy:.3f} "
-        f"under attack ({len(result.examples)} successful attacks shown, success rate "
-        f"{result.attack_success_rate:.3f})"
+        f"under attack ({result.successes} of {result.n_correct} attacks succeeded)"
     )
+    if result.n_correct and result.unattackable == result.n_correct:
+        # Fail closed: no text offered an edit, so robustness was not measured at all.
+        return [
+            Finding(
+                RULE_ADVERSARIAL,
+                Severity.MEDIUM,
+                f"{result.attack}: none of the {result.n_correct} correctly classified texts offered an edit "
+                "(only stop words, or no candidate passed the constraints): robustness was not measured",
+                where,
+                evidence,
+                metrics,
+            )
+        ]
     if min_acc is not None:
         if result.attacked_accuracy < min_acc:
             return [
@@ -561,7 +581,7 @@ def _findings(result: TextRobustnessResult, min_acc: float | None) -> list[Findi
                 {**metrics, "min_acc": min_acc},
             )
         ]
-    severity = Severity.MEDIUM if result.examples else Severity.INFO
+    severity = Severity.MEDIUM if result.successes else Severity.INFO
     return [Finding(RULE_ADVERSARIAL, severity, summary, where, evidence, metrics)]
 
 
@@ -610,8 +630,10 @@ def assert_text_robust(
         TextRobustnessFailure,
         headline=(
             f"text robustness under {attack}: accuracy {result.attacked_accuracy:.3f} < min_acc "
-            f"{min_acc:.3f} (clean {result.clean_accuracy:.3f}, {len(result.examples)} of "
-            f"{round(result.clean_accuracy * result.n_texts)} attacks succeeded)"
+            f"{min_acc:.3f} (clean {result.clean_accuracy:.3f}, {result.successes} of "
+            f"{result.n_correct} attacks succeeded)"
+            if result.attacked_accuracy < min_acc
+            else f"text robustness under {attack} could not be measured: no text offered an edit"
         ),
         details="smallest counterexamples:\n" + "\n".join(lines) if lines else "",
         result=result,

@@ -195,3 +195,20 @@ def test_similarity_constraint_filters_candidates(sentiment_model, sentiment_tes
     strict_result = evaluate_text_robustness(sentiment_model, texts, labels, constraints=strict)
     loose_result = evaluate_text_robustness(sentiment_model, texts, labels, constraints=loose)
     assert strict_result.attack_success_rate <= loose_result.attack_success_rate
+
+
+def test_texts_that_offer_no_edit_are_a_finding_not_a_pass(sentiment_model):
+    texts = ["it was what it was", "and so on"]  # stop words only
+    clf_labels = [int(k) for k in sentiment_model.predict(texts)]
+    result = evaluate_text_robustness(sentiment_model, texts, clf_labels)
+    assert result.unattackable == 2 and result.successes == 0
+    assert result.findings[0].severity is Severity.MEDIUM
+    with pytest.raises(TextRobustnessFailure, match="could not be measured"):
+        assert_text_robust(sentiment_model, texts, clf_labels, min_acc=0.5)
+
+
+def test_success_counts_are_kept_beyond_the_stored_examples(sentiment_model, models):
+    texts, labels = models.sentiment_test_set(150)
+    result = evaluate_text_robustness(sentiment_model, texts, labels, constraints=TextConstraints(1.0))
+    assert result.successes > 50 and len(result.examples) == 50
+    assert result.attack_success_rate == result.successes / result.n_correct
