@@ -127,7 +127,7 @@ def as_text_classifier(
         classes = getattr(model, "classes_", None)
         return TextClassifier(
             lambda texts: model.predict_proba(texts),
-            name=label,
+            name=name or _sklearn_name(model),
             batch_size=batch_size,
             labels=labels or ([str(c) for c in classes] if classes is not None else None),
         )
@@ -157,6 +157,13 @@ def as_text_classifier(
         "probabilities, a scikit-learn pipeline with predict_proba, VADER, or a local Hugging Face "
         "pipeline/(model, tokenizer)"
     )
+
+
+def _sklearn_name(model: Any) -> str:
+    steps = getattr(model, "steps", None)
+    if steps:
+        return "sklearn:" + "+".join(str(step_name) for step_name, _ in steps)
+    return "sklearn:" + type(model).__name__
 
 
 def _vader_fn(analyzer: Any) -> ProbabilityFn:
