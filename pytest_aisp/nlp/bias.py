@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Union
 
 import numpy as np
@@ -192,7 +192,7 @@ def evaluate_counterfactual_fairness(
     record_findings(findings)
     record_metric("nlp_counterfactual_flip_rate", flip_rate)
     record_metric("nlp_counterfactual_max_score_gap", max_gap)
-    return CounterfactualResult(**{**result.__dict__, "findings": findings})
+    return replace(result, findings=findings)
 
 
 def _by_group_pair(pairs: list[CounterfactualPair]) -> tuple[GroupPairGap, ...]:
@@ -393,7 +393,7 @@ def evaluate_group_metrics(
     record_findings(findings)
     record_metric("nlp_demographic_parity_gap", parity)
     record_metric("nlp_equalized_odds_gap", odds)
-    return GroupMetricsResult(**{**result.__dict__, "findings": findings})
+    return replace(result, findings=findings)
 
 
 def _spread(values: list[float | None]) -> float:
