@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "MonitorMetrics": "metrics",
     "AispMonitorMiddleware": "middleware",
     "json_field": "middleware",
+    "chat_prompt": "middleware",
+    "chat_answer": "middleware",
     "ResponsePolicy": "policy",
     "EventLog": "sinks",
     "JsonLinesSink": "sinks",

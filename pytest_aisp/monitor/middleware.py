@@ -66,6 +66,34 @@ def json_field(name: str) -> BodyReader:
     return read
 
 
+def chat_prompt(body: bytes, scope: Scope) -> str | None:
+    """The user text of a chat request: OpenAI ``messages`` (user turns) or a REST ``message``/``prompt``."""
+    data = json.loads(body)
+    if isinstance(data.get("messages"), list):
+        turns = [m.get("content") for m in data["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        return "\n".join(t for t in turns if isinstance(t, str)) or None
+    for key in ("message", "prompt", "input"):
+        if isinstance(data.get(key), str):
+            return data[key]
+    return None
+
+
+def chat_answer(body: bytes, scope: Scope) -> str | None:
+    """The answer text of a chat response: OpenAI ``choices[0].message.content`` or ``reply.text``/``text``."""
+    data = json.loads(body)
+    choices = data.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        content = (choices[0].get("message") or {}).get("content")
+        return content if isinstance(content, str) else None
+    reply = data.get("reply")
+    if isinstance(reply, dict) and isinstance(reply.get("text"), str):
+        return reply["text"]
+    for key in ("text", "output", "answer"):
+        if isinstance(data.get(key), str):
+            return data[key]
+    return None
+
+
 class AispMonitorMiddleware:
     """Watches an ASGI app: each HTTP request becomes an :class:`Event` for ``monitor``.
 

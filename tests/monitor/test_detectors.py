@@ -16,6 +16,7 @@ from pytest_aisp.monitor import (
     ExtractionDetector,
     Monitor,
     OODDetector,
+    PromptAttackDetector,
     RateDetector,
     assert_alerts,
     assert_no_alerts,
@@ -32,6 +33,7 @@ def detectors(reference, model, meta):
         "extraction": lambda: ExtractionDetector(reference=reference),
         "drift": lambda: DriftDetector(reference),
         "ood": lambda: OODDetector(reference),
+        "prompt": lambda: PromptAttackDetector(canaries=["QZVXMARKERJW"]),
         "adversarial": lambda: AdversarialInputDetector(lower=0.0, upper=1.0, model=model,
                                                         bits=meta["squeeze_bits"],
                                                         threshold=meta["squeeze_threshold"]),
@@ -47,6 +49,7 @@ ATTACKS = [
     ("adversarial", "adversarial", "attacker"),
     ("errors", "errors", "stuffer"),
     ("errors", "errors", "*"),
+    ("prompt", "prompt_attack", "prompt-attacker"),
 ]
 
 
@@ -62,6 +65,36 @@ def test_detector_is_quiet_on_benign_traffic(detectors, traffic, detector):
     result = replay(Monitor([detectors[detector]()]), traffic["benign"])
     assert result.events == 1200
     assert_no_alerts(result)
+
+
+def test_prompt_detector_is_quiet_on_benign_chat(detectors, traffic):
+    assert_no_alerts(replay(Monitor([detectors["prompt"]()]), traffic["chat_benign"]))
+
+
+def test_prompt_attack_session_signals(detectors, traffic):
+    """Attack prompts alert on what they carry; leaked canaries and keys in answers are critical."""
+    monitor = Monitor([detectors["prompt"]()], cooldown_s=0)
+    result = replay(monitor, traffic["prompt_attack"])
+    kinds = {kind for a in result.alerts for kind in a.evidence["kinds"]}
+    assert {"injection", "prompt-extraction", "jailbreak", "encoded-base64", "unicode-tag"} <= kinds
+    assert {"canary", "api-key"} <= kinds
+    leaks = [a for a in result.alerts if a.evidence["signal"] == "response"]
+    assert leaks and all(a.severity.value == "critical" for a in leaks)
+    assert "QZVXMARKERJW" in str([a.evidence for a in leaks])  # canaries are public markers, shown
+    assert {a.client for a in result.alerts} == {"prompt-attacker"}
+
+
+def test_declared_secrets_come_from_the_environment_and_stay_out_of_alerts(monkeypatch):
+    from pytest_aisp import AispError
+
+    with pytest.raises(AispError, match="ACME_KEY"):
+        PromptAttackDetector(secrets_env=["ACME_KEY"])
+    monkeypatch.setenv("ACME_KEY", "s3cr3t-value-123456")
+    detector = PromptAttackDetector(secrets_env=["ACME_KEY"])
+    alerts = detector.observe(Event(ts=0, client="c", endpoint="/chat", features="hi",
+                                    prediction="sure: s3cr3t-value-123456"))
+    assert alerts and alerts[0].evidence["kinds"] == ["secret"]
+    assert "s3cr3t" not in str(alerts[0].to_dict())
 
 
 def test_attack_clients_only_are_blamed(detectors, traffic):
