@@ -6,12 +6,12 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from pytest_aisp.findings import AispError, Finding, Severity
 
-Features = Union[tuple[float, ...], str, None]
-Prediction = Union[int, str, tuple[float, ...], None]
+Features = tuple[float, ...] | str | None
+Prediction = int | str | tuple[float, ...] | None
 
 RULES: dict[str, str] = {
     "rate": "AISP-MON-RATE",

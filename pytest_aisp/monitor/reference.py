@@ -83,7 +83,7 @@ def fit_reference(x: np.ndarray, *, quantile: float = 0.995, sample_size: int = 
         raise AispError(f"quantile must lie in [0.5, 1), got {quantile}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(data.shape[0])
-    cut = max(int(round(data.shape[0] * (1 - holdout))), 2)
+    cut = max(round(data.shape[0] * (1 - holdout)), 2)
     fit_rows, held = data[order[:cut]], data[order[cut:]] if cut < data.shape[0] else data[order[:cut]]
     mean = fit_rows.mean(axis=0)
     cov = np.atleast_2d(np.cov(fit_rows, rowvar=False))

@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 from pytest_aisp.findings import Finding, MonitorAlert, Severity
 from pytest_aisp.monitor.core import Monitor
@@ -85,7 +84,7 @@ def replay(monitor: Monitor, log: str | Path | Iterable[Event]) -> ReplayResult:
 
 evaluate_traffic = replay
 
-Source = Union[ReplayResult, Monitor, Iterable[Alert]]
+Source = ReplayResult | Monitor | Iterable[Alert]
 
 
 def _alerts_of(source: Source) -> tuple[tuple[Alert, ...], tuple[Finding, ...]]:

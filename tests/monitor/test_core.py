@@ -107,17 +107,17 @@ def test_duplicate_detector_names_are_refused():
 
 
 def test_state_stays_bounded_under_many_clients():
-    """100k distinct clients through a 1k-client table: memory stays near the bound."""
+    """25k distinct clients through a 1k-client table: memory stays near the bound."""
     detectors = [RateDetector(max_clients=1000), ErrorDetector(max_clients=1000)]
     monitor = Monitor(detectors, max_alert_keys=1000)
     tracemalloc.start()
-    monitor.observe_all(Event(ts=i * 0.001, client=f"c{i}", endpoint="/p", status=401) for i in range(20_000))
+    monitor.observe_all(Event(ts=i * 0.001, client=f"c{i}", endpoint="/p", status=401) for i in range(5_000))
     first, _ = tracemalloc.get_traced_memory()
-    monitor.observe_all(Event(ts=20 + i * 0.001, client=f"d{i}", endpoint="/p", status=401) for i in range(80_000))
+    monitor.observe_all(Event(ts=20 + i * 0.001, client=f"d{i}", endpoint="/p", status=401) for i in range(20_000))
     second, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert len(detectors[0]._buckets) == 1000 and detectors[0]._buckets.evicted == 99_000
-    assert second - first < 2_000_000
+    assert len(detectors[0]._buckets) == 1000 and detectors[0]._buckets.evicted == 24_000
+    assert second - first < 500_000
 
 
 def test_config_builds_detectors_and_rejects_typos(traffic):
@@ -125,7 +125,7 @@ def test_config_builds_detectors_and_rejects_typos(traffic):
     names = [d.name for d in monitor.detectors]
     assert names[:5] == ["rate", "errors", "extraction", "drift", "ood"]
     assert monitor.detector("rate").rate_per_s == 3 and monitor.metrics is not None
-    with pytest.raises(AispError, match="rate.*invalid"):
+    with pytest.raises(AispError, match=r"rate.*invalid"):
         monitor_from_config({"rate": {"rate_per_sec": 3}})
     with pytest.raises(AispError, match="unknown keys"):
         monitor_from_config({"detector": ["rate"]})

@@ -63,7 +63,7 @@ def test_detector_flags_its_attack_log(detectors, traffic, detector, log, client
 @pytest.mark.parametrize("detector", ["rate", "errors", "extraction", "drift", "ood", "adversarial"])
 def test_detector_is_quiet_on_benign_traffic(detectors, traffic, detector):
     result = replay(Monitor([detectors[detector]()]), traffic["benign"])
-    assert result.events == 1200
+    assert result.events == 720
     assert_no_alerts(result)
 
 
@@ -115,7 +115,7 @@ def test_prada_statistic_separates_thief_from_users(detectors, traffic):
 
 def test_assert_alerts_fails_when_the_attack_is_missed(detectors, traffic):
     result = replay(Monitor([detectors["rate"]()]), traffic["benign"])
-    with pytest.raises(MonitorAlert, match="missed an attack.*detector rate"):
+    with pytest.raises(MonitorAlert, match=r"missed an attack.*detector rate"):
         assert_alerts(result, detector="rate", client="flooder")
 
 
@@ -130,7 +130,7 @@ def test_unchecked_events_fail_closed(detectors, traffic, caplog):
     """Events a detector could not handle (10 features for a 64-feature reference) are a finding."""
     caplog.set_level(logging.CRITICAL)
     result = replay(Monitor([detectors["drift"]()]), traffic["errors"])
-    assert result.detector_errors == {"drift": 100}
+    assert result.detector_errors == {"drift": 60}
     assert any(f.rule_id == "AISP-MON-UNCHECKED" for f in result.findings)
     with pytest.raises(MonitorAlert, match="unchecked"):
         assert_no_alerts(result, detector="drift", client="nobody")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 
 
 def test_aisp_monitor_fixture_replays_and_asserts(pytester, traffic):
@@ -40,6 +41,7 @@ def test_aisp_monitor_fixture_replays_and_asserts(pytester, traffic):
     assert "AISP-MON-RATE" in junit
 
 
+@pytest.mark.slow
 def test_aisp_monitor_with_xdist(pytester, traffic):
     pytester.makepyprojecttoml('[tool.aisp.monitor]\ndetectors = ["rate"]\n')
     pytester.makepyfile(f"""

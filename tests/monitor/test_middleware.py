@@ -13,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from pytest_aisp.findings import Severity
 from pytest_aisp.monitor import (
-    Alert,
     AispMonitorMiddleware,
+    Alert,
     EventLog,
     JsonLinesSink,
     Monitor,
@@ -28,7 +29,6 @@ from pytest_aisp.monitor import (
 )
 from pytest_aisp.monitor.middleware import header
 from pytest_aisp.monitor.serving import background_server
-from pytest_aisp.findings import Severity
 
 
 async def predict(request: Request) -> JSONResponse:

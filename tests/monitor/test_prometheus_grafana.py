@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_aisp.monitor import Alert, Event, Monitor, MonitorMetrics, RateDetector
 from pytest_aisp.findings import Severity
+from pytest_aisp.monitor import Alert, Event, Monitor, MonitorMetrics, RateDetector
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pytest_aisp" / "monitor"
 PROMETHEUS = PACKAGE / "prometheus"
@@ -107,7 +107,8 @@ def exported_names() -> set[str]:
 
 def test_rules_and_panels_use_only_exported_metrics():
     exported = exported_names()
-    used = set(re.findall(r"(?<![:\w])aisp_[a-z_]+\b(?!:)", (PROMETHEUS / "rules.yml").read_text() + DASHBOARD.read_text()))
+    sources = (PROMETHEUS / "rules.yml").read_text() + DASHBOARD.read_text()
+    used = set(re.findall(r"(?<![:\w])aisp_[a-z_]+\b(?!:)", sources))
     used = {name for name in used if not name.startswith("aisp_rule")}
     assert used and used <= exported, sorted(used - exported)
 
