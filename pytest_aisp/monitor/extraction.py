@@ -51,7 +51,7 @@ def predicted_class(prediction: object) -> int | None:
     if isinstance(prediction, int):
         return prediction
     if isinstance(prediction, tuple) and prediction:
-        return int(np.argmax(prediction))
+        return max(range(len(prediction)), key=prediction.__getitem__)  # first maximum, as argmax
     if isinstance(prediction, str) and prediction.lstrip("-").isdigit():
         return int(prediction)
     return None
@@ -80,7 +80,7 @@ class ExtractionDetector:
     rule_id = "AISP-MON-EXTRACTION"
     severity = Severity.HIGH
 
-    def __init__(self, *, delta: float = 0.85, min_distances: int = 100, check_every: int = 10,
+    def __init__(self, *, delta: float = 0.85, min_distances: int = 100, check_every: int = 20,
                  max_points_per_class: int = 500, max_distances: int = 2000, max_clients: int = 10_000,
                  reference: Reference | None = None, max_off_manifold: float = 0.5, min_queries: int = 50,
                  max_endpoints: int = 100) -> None:

@@ -24,6 +24,7 @@ class MonitorMetrics:
         self.registry = registry if registry is not None else prom.CollectorRegistry()
         self.max_endpoints = int(max_endpoints)
         self._endpoints: set[str] = set()
+        self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.requests = prom.Counter("aisp_requests", "Requests seen by the monitor.",
                                      ["endpoint", "status"], registry=self.registry)
         self.duration = prom.Histogram("aisp_request_duration_seconds", "Request latency seen by the monitor.",
@@ -48,9 +49,16 @@ class MonitorMetrics:
         return OTHER
 
     def request(self, event: Event) -> None:
-        endpoint = self.endpoint_label(event.endpoint)
-        self.requests.labels(endpoint=endpoint, status=str(event.status)).inc()
-        self.duration.labels(endpoint=endpoint).observe(max(event.latency_s, 0.0))
+        key = (event.endpoint, event.status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() costs more than the increment: keep the children
+            endpoint = self.endpoint_label(event.endpoint)
+            children = (self.requests.labels(endpoint=endpoint, status=str(event.status)),
+                        self.duration.labels(endpoint=endpoint))
+            if len(self._request_children) < 100 * self.max_endpoints:
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(max(event.latency_s, 0.0))
 
     def alert(self, alert: Alert) -> None:
         self.alerts.labels(detector=alert.detector, rule=alert.rule_id, severity=alert.severity.value).inc()
