@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _monitor_options(serve)
     serve.add_argument("--features-field", help="JSON request field holding the model input")
     serve.add_argument("--prediction-field", help="JSON response field holding the model output")
+    serve.add_argument("--chat", action="store_true",
+                       help="an LLM endpoint: read prompts and answers from OpenAI-style or REST chat bodies")
     serve.add_argument("--alerts-log", type=Path, help="append alerts as JSON lines to this file")
     serve.add_argument("--events-log", type=Path, help="record every request as a traffic log")
     serve.add_argument("--webhook", help="POST alerts to this URL")
@@ -136,7 +138,7 @@ def _replay(args: argparse.Namespace) -> int:
 def build_sidecar(args: argparse.Namespace) -> Any:
     """The monitored proxy app that ``aisp monitor serve`` runs (also used by tests)."""
     from pytest_aisp.monitor.config import monitor_from_config
-    from pytest_aisp.monitor.middleware import AispMonitorMiddleware, json_field
+    from pytest_aisp.monitor.middleware import AispMonitorMiddleware, chat_answer, chat_prompt, json_field
     from pytest_aisp.monitor.policy import ResponsePolicy
     from pytest_aisp.monitor.proxy import proxy_app
     from pytest_aisp.monitor.sinks import EventLog, JsonLinesSink, WebhookSink
@@ -151,10 +153,12 @@ def build_sidecar(args: argparse.Namespace) -> Any:
         monitor.sinks.append(WebhookSink(args.webhook))
     policy = ResponsePolicy(block_floods=args.block_floods, harden_extraction=args.harden is not None,
                             harden=args.harden or "round")
+    features = json_field(args.features_field) if args.features_field else None
+    prediction = json_field(args.prediction_field) if args.prediction_field else None
+    if getattr(args, "chat", False):
+        features, prediction = chat_prompt, chat_answer
     return AispMonitorMiddleware(
-        proxy_app(args.upstream), monitor=monitor,
-        features=json_field(args.features_field) if args.features_field else None,
-        prediction=json_field(args.prediction_field) if args.prediction_field else None,
+        proxy_app(args.upstream), monitor=monitor, features=features, prediction=prediction,
         policy=policy, event_sinks=[EventLog(args.events_log)] if args.events_log else ())
 
 

@@ -43,6 +43,12 @@ def traffic() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def traffic_script() -> ModuleType:
+    """fixtures/monitor/make_traffic.py as a module."""
+    return load_script()
+
+
+@pytest.fixture(scope="session")
 def model(traffic):
     return load_script().Mlp.load(traffic["model"])
 

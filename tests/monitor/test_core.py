@@ -136,3 +136,15 @@ def test_config_builds_detectors_and_rejects_typos(traffic):
 def test_each_monitor_has_its_own_registry():
     first, second = monitor_from_config({"detectors": ["rate"]}), monitor_from_config({"detectors": ["rate"]})
     assert first.metrics.registry is not second.metrics.registry
+
+
+def test_import_stays_light():
+    """``import pytest_aisp.monitor`` and building the cheap detectors import no heavy backend."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pytest_aisp.monitor as m; m.Monitor([m.RateDetector(), m.ErrorDetector()]); "
+            "print(sorted(x for x in ('torch', 'scipy', 'sklearn', 'prometheus_client', 'httpx', 'uvicorn') "
+            "if x in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
