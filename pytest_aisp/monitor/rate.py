@@ -50,7 +50,7 @@ class RateDetector:
         if last == last:  # not NaN: refill for the time since this client's last request
             tokens = min(self.burst, tokens + max(0.0, event.ts - last) * self.rate_per_s)
         bucket[1] = event.ts
-        if tokens >= 1.0:
+        if tokens >= 1.0 - 1e-9:  # float refill of exactly one token must count as one
             bucket[0] = tokens - 1.0
         else:
             bucket[0] = tokens

@@ -148,3 +148,23 @@ def test_import_stays_light():
             "if x in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+@settings(max_examples=50)
+@given(st.floats(0.5, 50), st.integers(1, 20),
+       st.lists(st.floats(0.0, 5.0, allow_nan=False), min_size=1, max_size=150))
+def test_rate_detector_never_flags_a_client_within_budget(rate, burst, extra_gaps):
+    """Requests spaced at least 1/rate apart never exceed a token bucket of that rate."""
+    detector = RateDetector(rate_per_s=rate, burst=burst, spike_min_requests=10**9)
+    ts = 0.0
+    for gap in extra_gaps:
+        ts += 1.0 / rate + gap
+        assert detector.observe(Event(ts=ts, client="steady", endpoint="/p")) == []
+
+
+@settings(max_examples=30)
+@given(st.integers(2, 30), st.floats(1, 20))
+def test_rate_detector_flags_any_burst_beyond_the_bucket(burst, rate):
+    detector = RateDetector(rate_per_s=rate, burst=burst, spike_min_requests=10**9)
+    alerts = [a for i in range(burst + 1) for a in detector.observe(Event(ts=0.0, client="b", endpoint="/p"))]
+    assert len(alerts) == 1 and alerts[0].evidence["over_budget"] == 1
