@@ -34,8 +34,7 @@ def test_run_stops_once_min_acc_is_decided(digits_mlp):
     failing = evaluate_robustness(digits_mlp.module, digits_mlp.data, min_acc=0.95, **kwargs)
     passing = evaluate_robustness(digits_mlp.module, digits_mlp.data, min_acc=0.05, **kwargs)
     for early in (failing, passing):
-        assert early.stopped_early and np.any(early.outcomes == NOT_ATTACKED)
-        assert early.timings["attack_s"] < full.timings["attack_s"]
+        assert early.stopped_early and np.sum(early.outcomes == NOT_ATTACKED) > early.n / 2
     assert failing.robust_acc >= full.robust_acc and failing.robust_acc < 0.95  # an upper bound that fails
     assert passing.robust_acc <= full.robust_acc and passing.robust_acc >= 0.05  # a lower bound that passes
     assert failing.findings[0].rule_id == RULE_EVASION and passing.findings == ()

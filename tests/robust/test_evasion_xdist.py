@@ -10,7 +10,7 @@ pytest.importorskip("xdist")
 pytest.importorskip("torch")
 
 
-@pytest.mark.slow  # starts two fresh interpreters that import torch: about 20 s on an idle 2-core machine
+@pytest.mark.slow  # starts two fresh interpreters that each import torch
 def test_two_workers_give_the_same_numbers_as_one_process(pytester, robust_models, digits_mlp):
     from pytest_aisp.robust import evaluate_robustness
 
