@@ -54,7 +54,7 @@ def default_device() -> str:
     """
     if "torch" not in sys.modules:
         try:
-            import torch  # noqa: F401  - imported only when a test asks for a device
+            import torch
         except ImportError:
             return "cpu"
     torch = sys.modules["torch"]

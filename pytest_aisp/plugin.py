@@ -30,7 +30,7 @@ SUBMARKERS: dict[str, str] = {
     "aisp_monitor": "deployment monitoring",
 }
 RECORD_KEY = pytest.StashKey[TestRecord]()
-SECTION_TITLE = "aisp findings"
+HYPOTHESIS_CI_PROFILE = "aisp-ci"
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -72,6 +72,20 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--aisp-baseline: {exc}") from None
     set_policy(Policy(fail_on=settings.fail_on, baseline=baseline))
     report_session.start(config, settings)
+
+
+def _register_hypothesis_profile() -> None:
+    """``aisp-ci``: derandomized and without a database, so CI runs repeat exactly."""
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hsettings
+
+    hsettings.register_profile(
+        HYPOTHESIS_CI_PROFILE, derandomize=True, database=None, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+_register_hypothesis_profile()
 
 
 def _resolve(config: pytest.Config) -> Settings:
@@ -127,15 +141,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report: pytest.TestReport = yield
     record = item.stash.get(RECORD_KEY, None)
-    if record is not None and report.when == "teardown":
-        report_session.attach_to_report(item, report, record)
-    elif record is not None and report.when == "call" and record.attachments:
+    if record is None:
+        return report
+    report_session.note_outcome(item, report)
+    if report.when == "call":
+        report_session.add_call_section(report, record)
         report_session.add_html_extras(item.config, report, record)
+    elif report.when == "teardown":
+        report_session.attach_to_report(item, report, record)
     return report
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    report_session.collect(report)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -65,3 +65,29 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f"pytest_aisp.robust.{module_name}"), name)
     globals()[name] = value
     return value
+
+
+# poisoning, backdoors, extraction, membership
+_POISONING: dict[str, str] = {
+    "BackdoorResult": "backdoor",
+    "DatasetScreen": "dataset_screen",
+    "ExtractionResult": "extraction",
+    "MembershipResult": "membership",
+    "PoisoningResult": "poisoning",
+    "Trigger": "trigger",
+    "TriggerResult": "trigger",
+    "assert_dataset_clean": "dataset_screen",
+    "assert_extraction_resistant": "extraction",
+    "assert_no_backdoor": "backdoor",
+    "assert_no_membership_leakage": "membership",
+    "assert_poisoning_resistant": "poisoning",
+    "assert_trigger_free": "trigger",
+    "evaluate_backdoor": "backdoor",
+    "evaluate_extraction": "extraction",
+    "evaluate_membership": "membership",
+    "evaluate_poisoning": "poisoning",
+    "evaluate_trigger": "trigger",
+    "scan_dataset": "dataset_screen",
+}
+_LOCATIONS.update(_POISONING)
+__all__ += sorted(_POISONING)

@@ -73,3 +73,37 @@ def cancer_mlp(robust_models) -> Trained:
 @pytest.fixture(scope="session")
 def linear_binary(robust_models) -> Trained:
     return _trained("linear_binary", robust_models)
+
+
+# --- poisoning, backdoors, extraction, membership ---------------------------------------------
+
+POISON_SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "robust" / "make_poison_fixtures.py"
+
+
+@pytest.fixture(scope="session")
+def poison_script() -> Any:
+    """fixtures/robust/make_poison_fixtures.py, imported."""
+    import sys
+
+    spec = importlib.util.spec_from_file_location("make_poison_fixtures", POISON_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    sys.modules["make_poison_fixtures"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def poison_fixtures(poison_script) -> Any:
+    """The known-answer fixtures (made once, cached in fixtures/robust/generated/)."""
+    return poison_script.make_all()
+
+
+@pytest.fixture(scope="session")
+def backdoor_cnn(poison_script, poison_fixtures) -> Any:
+    return poison_script.load_cnn(poison_fixtures.backdoor_cnn)
+
+
+@pytest.fixture(scope="session")
+def clean_cnn(poison_script, poison_fixtures) -> Any:
+    return poison_script.load_cnn(poison_fixtures.clean_cnn)
