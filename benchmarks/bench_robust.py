@@ -115,12 +115,15 @@ def main(argv: list[str] | None = None) -> int:
             m, (xx, yy), attack="pgd", eps=eps, steps=steps, step_size=step, random_start=False,
             batch_size=batch), args.repeats)
         acc = ours.robust_acc
-        for art_batch in (32, batch):
+        for art_batch in (32, batch) if importlib.util.find_spec("art") else ():
             art_s, art_acc = _timed(
                 lambda m=module, xx=x, yy=y, b=art_batch: art_pgd(m, xx, yy, eps, step, steps, b),
                 1 if not args.quick else args.repeats)
             rows.append((f"{name} pgd vs ART PGD (ART batch {art_batch})", f"{ours_s:.3f}s acc {acc:.4f}",
                          ours_s, f"{art_s:.3f}s acc {art_acc:.4f}", art_s, f"{art_s / ours_s:.1f}x faster"))
+        if not importlib.util.find_spec("art"):
+            rows.append((f"{name} pgd vs ART PGD", f"{ours_s:.3f}s acc {acc:.4f}", ours_s,
+                         "ART not installed", float("nan"), "pip install 'pytest-aisp[art]'"))
         bare_s, bare_acc = _timed(lambda m=module, xx=x, yy=y: bare_pgd(m, xx, yy, eps, step, steps, batch),
                                   args.repeats)
         rows.append((f"{name} pgd vs bare torch loop", f"{ours_s:.3f}s acc {acc:.4f}", ours_s,

@@ -34,7 +34,8 @@ def robust_example_models() -> dict[str, dict[str, Path]]:
 
 
 @pytest.fixture(scope="session")
-def aisp_model(aisp_config: Any, aisp_device: str, robust_example_models: dict[str, dict[str, Path]]) -> Any:
+def aisp_model(aisp_config: Any, aisp_device: str,
+               robust_example_models: dict[str, dict[str, Path]]) -> Any:
     """The configured model, or the example digits MLP with its data, loaded through the settings."""
     from pytest_aisp.robust import model_under_test_from_settings
 
@@ -46,7 +47,8 @@ def aisp_model(aisp_config: Any, aisp_device: str, robust_example_models: dict[s
 
 
 @pytest.fixture(scope="session")
-def tabular_model(aisp_config: Any, aisp_device: str, robust_example_models: dict[str, dict[str, Path]]) -> Any:
+def tabular_model(aisp_config: Any, aisp_device: str,
+                  robust_example_models: dict[str, dict[str, Path]]) -> Any:
     """The breast-cancer model: standardised features with per-feature bounds saved beside the data."""
     from pytest_aisp.robust import model_under_test_from_settings
 

@@ -241,7 +241,7 @@ def apgd_ce(scores: ScoreFn, ball: Ball, labels: Any, goal: Goal, *, steps: int,
         eta = torch.full((n,), 2.0 * ball.eps, device=ball.x.device, dtype=ball.x.dtype)
         x_adv = sub.random_start(generator)
         out, value, gradient = _gradient(scores, goal, x_adv, sub_labels)
-        best_value, best_x = value.clone(), x_adv.clone()
+        best_value, best_x, previous_value = value.clone(), x_adv.clone(), value.clone()
         won_any = goal.reached(out, sub_labels)
         found = torch.where(_expand(won_any, x_adv), x_adv, sub.x)
         x_prev = x_adv.clone()
@@ -255,7 +255,9 @@ def apgd_ce(scores: ScoreFn, ball: Ball, labels: Any, goal: Goal, *, steps: int,
             won_any |= won
             if bool(won_any.all()):
                 break
-            increases += (value > best_value).float()
+            # Progress is counted against the previous iterate (the paper's condition 1).
+            increases += (value > previous_value).float()
+            previous_value = value
             improved = value > best_value
             best_value = torch.where(improved, value, best_value)
             best_x = torch.where(_expand(improved, x_adv), x_adv, best_x)
@@ -268,6 +270,7 @@ def apgd_ce(scores: ScoreFn, ball: Ball, labels: Any, goal: Goal, *, steps: int,
                 x_adv = torch.where(_expand(halve, x_adv), best_x, x_adv)
                 if bool(halve.any()):
                     out, value, gradient = _gradient(scores, goal, x_adv, sub_labels)
+                    previous_value = value
                 increases.zero_()
                 last_check = k
             z = sub.step(x_adv, gradient, eta)

@@ -274,16 +274,17 @@ def evaluate_robustness(
     labels = _targets(target, y, nb_classes) if targeted else y
     clean_pred = clean_scores.argmax(axis=1)
     correct = clean_pred == y
-    if targeted:
-        correct &= clean_pred != labels
+    # A targeted attack cannot push a point to its own class: such points count as robust, unattacked.
+    attackable = correct & (clean_pred != labels) if targeted else correct
     lower, upper = classifier.bounds_for(x.shape[1:])
     n = len(x)
     outcomes = np.where(correct, NOT_ATTACKED, CLEAN_WRONG).astype(np.int8)
+    outcomes[correct & ~attackable] = ROBUST
     adversarial = x.copy()
     adversarial_labels = clean_pred.copy()
     clean_s = time.perf_counter() - started
     attack_started = time.perf_counter()
-    order = np.flatnonzero(correct)
+    order = np.flatnonzero(attackable)
     stopped: str | None = None
     options = dict(attack_options or {})
     if is_art:
@@ -434,7 +435,8 @@ def _findings(result: RobustnessResult) -> list[Finding]:
                                                        "distance": smallest.distance}}
         findings.append(Finding(
             RULE_EVASION, Severity.HIGH,
-            f"robust accuracy {result.robust_acc:.3f} is below min_acc {result.min_acc:.3f} under "
+            f"robust accuracy {'at most ' if result.stopped_early else ''}{result.robust_acc:.3f} is below "
+            f"min_acc {result.min_acc:.3f} under "
             f"{result.attack} ({'Linf' if result.norm == 'inf' else 'L2'} eps={result.eps:g}); "
             f"clean accuracy {result.clean_acc:.3f}",
             result.location, evidence, {**result.metrics, "min_acc": result.min_acc}))
@@ -484,8 +486,10 @@ def assert_robust(model: Any, data: Any = None, *, attack: str = "pgd", eps: flo
     is below ``min_acc``; return the result otherwise. Takes :func:`evaluate_robustness`'s options."""
     __tracebackhide__ = True
     result = evaluate_robustness(model, data, attack=attack, eps=eps, min_acc=min_acc, **options)
-    headline = (f"robust accuracy {result.robust_acc:.3f} < min_acc {min_acc:.3f} under {result.attack} "
-                f"({'Linf' if result.norm == 'inf' else 'L2'} eps={result.eps:g})")
+    # After an early stop robust_acc is the bound that decided the verdict, so say which bound it is.
+    bound = "at most " if result.stopped_early else ""
+    headline = (f"robust accuracy {bound}{result.robust_acc:.3f} < min_acc {min_acc:.3f} under "
+                f"{result.attack} ({'Linf' if result.norm == 'inf' else 'L2'} eps={result.eps:g})")
     details = [f"  clean accuracy {result.clean_acc:.3f}, robust accuracy {result.robust_acc:.3f} "
                f"[95% CI {result.ci_low:.3f}-{result.ci_high:.3f}], n={result.n}"
                + (f", {result.stopped_early}" if result.stopped_early else ""),

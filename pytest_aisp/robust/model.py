@@ -539,15 +539,21 @@ class ModelUnderTest:
         return self.classifier.module
 
 
-def _load_model(path: Path, device: str) -> Any:
-    """Load a model file without running code in it: through the scanner's safe loader when it is
-    installed, else TorchScript (``torch.jit.load``) or ONNX (onnxruntime) only."""
+def _load_model(path: Path, device: str, policy: Any = None) -> Any:
+    """Load a model file without running code in it: through the scanner's safe loader (scan first,
+    ``UnsafeArtifact`` when unsafe) when it is installed, else TorchScript or ONNX only."""
     try:
         from pytest_aisp.scan import load_model_safely  # type: ignore[attr-defined]
     except ImportError:
         load_model_safely = None
     if load_model_safely is not None:
-        return load_model_safely(path, device=device)
+        loaded = load_model_safely(path, device=device, policy=policy or None)
+        model = getattr(loaded, "model", loaded)  # the scanner returns the model with its scan result
+        if isinstance(model, Mapping) and model and all(hasattr(v, "shape") for v in model.values()):
+            raise AispError(f"{path} holds weights only (a state dict): attacks need the architecture "
+                            "too; save the model with torch.jit.script(model).save(path) or to ONNX, or "
+                            "override the aisp_model fixture in conftest.py and build the module there")
+        return model
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         ort = require("onnxruntime", "scan", "ONNX models run through onnxruntime")
@@ -573,7 +579,7 @@ def model_under_test_from_settings(settings: Any, *, device: str = "cpu") -> Mod
     model_path = settings.resolve(settings.model)
     if model_path is None or not Path(model_path).is_file():
         raise AispError(f"model file {model_path} does not exist; check --aisp-model")
-    loaded = _load_model(Path(model_path), device)
+    loaded = _load_model(Path(model_path), device, policy=dict(settings.section("scan")) or None)
     data_path = settings.resolve(settings.data) if settings.data is not None else None
     x, y = load_npz(Path(data_path)) if data_path is not None else (None, None)
     bounds = section.get("bounds")

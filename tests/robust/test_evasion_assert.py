@@ -34,8 +34,7 @@ def test_run_stops_once_min_acc_is_decided(digits_mlp):
     failing = evaluate_robustness(digits_mlp.module, digits_mlp.data, min_acc=0.95, **kwargs)
     passing = evaluate_robustness(digits_mlp.module, digits_mlp.data, min_acc=0.05, **kwargs)
     for early in (failing, passing):
-        assert early.stopped_early and np.any(early.outcomes == NOT_ATTACKED)
-        assert early.timings["attack_s"] < full.timings["attack_s"]
+        assert early.stopped_early and np.sum(early.outcomes == NOT_ATTACKED) > early.n / 2
     assert failing.robust_acc >= full.robust_acc and failing.robust_acc < 0.95  # an upper bound that fails
     assert passing.robust_acc <= full.robust_acc and passing.robust_acc >= 0.05  # a lower bound that passes
     assert failing.findings[0].rule_id == RULE_EVASION and passing.findings == ()
@@ -141,3 +140,15 @@ def test_art_errors_name_the_attack_and_its_arguments(digits_mlp):
     with pytest.raises(AispError, match="takes no argument"):
         evaluate_robustness(digits_mlp.module, digits_mlp.data, attack="art:DeepFool",
                             attack_options={"not_an_option": 1})
+
+
+def test_art_gradient_attack_on_a_sklearn_model_uses_arts_wrapper(digits_mlp):
+    pytest.importorskip("art")
+    from sklearn.linear_model import LogisticRegression
+
+    estimator = LogisticRegression(max_iter=300).fit(digits_mlp.x, digits_mlp.y)
+    data = (digits_mlp.x[:100], digits_mlp.y[:100])
+    # ART's scikit-learn wrapper gives logistic regression gradients, so a white-box attack runs.
+    art_pgd = evaluate_robustness(estimator, data, attack="art:ProjectedGradientDescent", eps=0.1, steps=10)
+    noise = evaluate_robustness(estimator, data, attack="noise", eps=0.1, steps=10)
+    assert art_pgd.robust_acc < noise.robust_acc
