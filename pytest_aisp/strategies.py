@@ -1,4 +1,5 @@
-"""Hypothesis strategies for robustness properties: perturbations in Lp balls and attack settings.
+"""Hypothesis strategies for robustness properties: perturbations in Lp balls, attack settings and
+text edits (``text_edits``, from the NLP module).
 
 A full-size perturbation drawn element by element is slow to generate and fails Hypothesis' health
 checks, and shrinks badly. These strategies draw a small grid of values and upsample it to the
@@ -16,12 +17,15 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from pytest_aisp.nlp.strategies import text_edits
+
 __all__ = [
     "AttackConfig",
     "attack_configs",
     "float32_bound",
     "l2_perturbations",
     "linf_perturbations",
+    "text_edits",
     "upsample",
 ]
 
