@@ -185,11 +185,22 @@ def apply_perturbation(
     batch = checks.check_inputs(spec.modality, inputs, context)
     if severity == 0.0:
         return checks.copy_batch(batch)
-    rng = np.random.default_rng([int(seed), _name_key(spec.name)])
+    rng = _generator(spec.name, seed)
     params = spec.parameters(severity, rng, checks.batch_size(batch))
     if choose_backend(spec, backend) == "augly":
         return spec.augly(batch, params, int(seed), context)  # type: ignore[misc]
     return spec.native(batch, params, rng, context)
+
+
+def perturbation_parameters(perturbation: str | Perturbation, severity: float, *, seed: int = 0,
+                            n: int = 1) -> dict[str, Any]:
+    """The concrete parameters ``apply_perturbation`` uses for ``severity`` and ``seed`` (n examples)."""
+    spec = get_perturbation(perturbation) if isinstance(perturbation, str) else perturbation
+    return spec.parameters(check_severity(severity), _generator(spec.name, seed), n)
+
+
+def _generator(name: str, seed: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), _name_key(name)])
 
 
 def _name_key(name: str) -> int:

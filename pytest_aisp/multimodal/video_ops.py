@@ -140,3 +140,30 @@ _TEMPORAL = (
 )
 
 PERTURBATIONS: tuple[Perturbation, ...] = tuple(_per_frame(p) for p in image_ops.PERTURBATIONS) + _TEMPORAL
+
+
+def write_video(path: str, clip: np.ndarray, fps: float, *, crf: int = 18) -> None:
+    """Write one clip (F, H, W, 3) uint8 to ``path`` (H.264 in MP4) through ffmpeg."""
+    frames, height, width, _ = clip.shape
+    even = np.pad(clip, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    command = [ffmpeg_path(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+               f"{even.shape[2]}x{even.shape[1]}", "-r", str(fps), "-i", "pipe:0", "-c:v", "libx264", "-preset",
+               "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", str(path)]
+    try:
+        subprocess.run(command, input=np.ascontiguousarray(even).tobytes(), capture_output=True, check=True,
+                       timeout=120)
+    except subprocess.CalledProcessError as exc:
+        raise AispError(f"ffmpeg could not write {path}: {exc.stderr.decode(errors='replace')[-300:]}") from None
+
+
+def read_video(path: str, height: int, width: int) -> np.ndarray:
+    """Decode the video at ``path`` into (F, height, width, 3) uint8 frames through ffmpeg."""
+    command = [ffmpeg_path(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-vf", f"scale={width + width % 2}:{height + height % 2}", "pipe:1"]
+    try:
+        decoded = subprocess.run(command, capture_output=True, check=True, timeout=120).stdout
+    except subprocess.CalledProcessError as exc:
+        raise AispError(f"ffmpeg could not read {path}: {exc.stderr.decode(errors='replace')[-300:]}") from None
+    even_h, even_w = height + height % 2, width + width % 2
+    frames = np.frombuffer(decoded, dtype=np.uint8).reshape(-1, even_h, even_w, 3)
+    return frames[:, :height, :width]
