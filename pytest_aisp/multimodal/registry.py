@@ -8,6 +8,7 @@ parameters, so the same seed gives the same output on every backend call.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -95,7 +96,7 @@ def get_perturbation(name: str) -> Perturbation:
         return table[name]
     modality = name.split(":", 1)[0] if ":" in name else ""
     known = [n for n in table if n.startswith(modality + ":")] if modality in MODALITIES else list(table)
-    close = [n for n in known if name.split(":")[-1] in n]
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
     raise AispError(
         f"unknown perturbation {name!r}.{hint} Use one of: {', '.join(known)} "
