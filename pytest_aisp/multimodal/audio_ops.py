@@ -60,14 +60,15 @@ def _time_stretch(x: np.ndarray, rate: float, n_fft: int = 512) -> np.ndarray:
     steps = np.arange(0, spec.shape[-1] - 1, rate)
     phase_advance = np.linspace(0, np.pi * hop, spec.shape[-2])[:, None]
     left, right = spec[..., np.floor(steps).astype(int)], spec[..., np.floor(steps).astype(int) + 1]
-    frac = (steps - np.floor(steps))
+    frac = steps - np.floor(steps)
     magnitude = (1 - frac) * np.abs(left) + frac * np.abs(right)
     delta = np.angle(right) - np.angle(left) - phase_advance
     delta = delta - 2 * np.pi * np.round(delta / (2 * np.pi))
     phase = np.angle(spec[..., :1]) + np.cumsum(phase_advance + delta, axis=-1)
     phase = np.concatenate([np.angle(spec[..., :1]), phase[..., :-1]], axis=-1)
-    _, out = istft(magnitude * np.exp(1j * phase), nperseg=n_fft, noverlap=n_fft - hop, time_axis=-1,
-                   freq_axis=-2)
+    _, out = istft(
+        magnitude * np.exp(1j * phase), nperseg=n_fft, noverlap=n_fft - hop, time_axis=-1, freq_axis=-2
+    )
     return out
 
 
@@ -80,6 +81,7 @@ def _butter(x: np.ndarray, cutoff_hz: float, kind: str, sample_rate: int) -> np.
 
 
 # --- the operations ---------------------------------------------------------------------------
+
 
 def _white_noise(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator, c: Context) -> np.ndarray:
     return _at_snr(x, rng.standard_normal(x.shape), p["snr_db"])
@@ -171,13 +173,19 @@ def background_signal(rng: np.random.Generator, length: int, sample_rate: int) -
 
 
 def _background(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator, c: Context) -> np.ndarray:
-    noise = np.stack([background_signal(rng, x.shape[-1], int(c.sample_rate))  # type: ignore[arg-type]
-                      for _ in range(x.shape[0])])
+    noise = np.stack(
+        [
+            background_signal(rng, x.shape[-1], int(c.sample_rate))  # type: ignore[arg-type]
+            for _ in range(x.shape[0])
+        ]
+    )
     return _at_snr(x, noise, p["snr_db"])
 
 
 def _native(function: Any) -> Any:
-    def run(batch: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator, context: Context) -> np.ndarray:
+    def run(
+        batch: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator, context: Context
+    ) -> np.ndarray:
         out = function(batch.astype(np.float64), params, rng, context)
         return np.clip(out, -1.0, 1.0).astype(batch.dtype)
 
@@ -186,8 +194,13 @@ def _native(function: Any) -> Any:
 
 def _perturbation(name: str, mapping: str, params: Any, native: Any) -> Perturbation:
     parameters = params if params.__code__.co_argcount == 3 else (lambda s, rng, n, _f=params: _f(s))
-    return Perturbation(name=f"audio:{name}", mapping=mapping, parameters=parameters, native=_native(native),
-                        augly_note="AugLy's audio module needs librosa and torchaudio")
+    return Perturbation(
+        name=f"audio:{name}",
+        mapping=mapping,
+        parameters=parameters,
+        native=_native(native),
+        augly_note="AugLy's audio module needs librosa and torchaudio",
+    )
 
 
 def _sign(rng: np.random.Generator) -> float:
@@ -195,27 +208,68 @@ def _sign(rng: np.random.Generator) -> float:
 
 
 PERTURBATIONS: tuple[Perturbation, ...] = (
-    _perturbation("white_noise", "white noise at SNR = 40 − 40·s dB", lambda s: {"snr_db": 40 - 40 * s},
-                  _white_noise),
-    _perturbation("pink_noise", "pink (1/f) noise at SNR = 40 − 40·s dB", lambda s: {"snr_db": 40 - 40 * s},
-                  _pink_noise),
-    _perturbation("speed", "speed factor 1 ± 0.4·s (pitch follows, seeded direction), length kept",
-                  lambda s, rng, n: {"factor": 1 + 0.4 * s * _sign(rng)}, _speed),
-    _perturbation("pitch_shift", "pitch shift by ±6·s semitones (seeded), duration kept",
-                  lambda s, rng, n: {"semitones": 6 * s * _sign(rng)}, _pitch_shift),
-    _perturbation("time_shift", "shift by ±0.3·s of the length (seeded), zero fill",
-                  lambda s, rng, n: {"fraction": 0.3 * s * _sign(rng)}, _time_shift),
-    _perturbation("clipping", "hard clipping at (1 − 0.9·s) of each example's peak",
-                  lambda s: {"level": 1 - 0.9 * s}, _clipping),
-    _perturbation("lowpass", "4th-order low-pass at 0.03^s of Nyquist", lambda s: {"cutoff_fraction": 0.03**s * 0.999},
-                  _lowpass),
-    _perturbation("highpass", "4th-order high-pass at 0.3·s of Nyquist", lambda s: {"cutoff_fraction": 0.3 * s},
-                  _highpass),
-    _perturbation("reverb", "synthetic room: RT60 = 0.05 + 0.95·s s, wet mix 0.8·s",
-                  lambda s: {"rt60": 0.05 + 0.95 * s, "wet": 0.8 * s}, _reverb),
-    _perturbation("mp3", "codec-like: bandwidth 16 kHz·(3/16)^s, 60 − 30·s dB range, 10 − 6·s bits",
-                  lambda s: {"bandwidth_hz": 16000 * (3 / 16) ** s, "dynamic_range_db": 60 - 30 * s,
-                             "bits": 10 - 6 * s}, _mp3),
-    _perturbation("background", "synthetic background (hum, rumble, tones) at SNR = 30 − 30·s dB",
-                  lambda s: {"snr_db": 30 - 30 * s}, _background),
+    _perturbation(
+        "white_noise", "white noise at SNR = 40 − 40·s dB", lambda s: {"snr_db": 40 - 40 * s}, _white_noise
+    ),
+    _perturbation(
+        "pink_noise", "pink (1/f) noise at SNR = 40 − 40·s dB", lambda s: {"snr_db": 40 - 40 * s}, _pink_noise
+    ),
+    _perturbation(
+        "speed",
+        "speed factor 1 ± 0.4·s (pitch follows, seeded direction), length kept",
+        lambda s, rng, n: {"factor": 1 + 0.4 * s * _sign(rng)},
+        _speed,
+    ),
+    _perturbation(
+        "pitch_shift",
+        "pitch shift by ±6·s semitones (seeded), duration kept",
+        lambda s, rng, n: {"semitones": 6 * s * _sign(rng)},
+        _pitch_shift,
+    ),
+    _perturbation(
+        "time_shift",
+        "shift by ±0.3·s of the length (seeded), zero fill",
+        lambda s, rng, n: {"fraction": 0.3 * s * _sign(rng)},
+        _time_shift,
+    ),
+    _perturbation(
+        "clipping",
+        "hard clipping at (1 − 0.9·s) of each example's peak",
+        lambda s: {"level": 1 - 0.9 * s},
+        _clipping,
+    ),
+    _perturbation(
+        "lowpass",
+        "4th-order low-pass at 0.03^s of Nyquist",
+        lambda s: {"cutoff_fraction": 0.03**s * 0.999},
+        _lowpass,
+    ),
+    _perturbation(
+        "highpass",
+        "4th-order high-pass at 0.3·s of Nyquist",
+        lambda s: {"cutoff_fraction": 0.3 * s},
+        _highpass,
+    ),
+    _perturbation(
+        "reverb",
+        "synthetic room: RT60 = 0.05 + 0.95·s s, wet mix 0.8·s",
+        lambda s: {"rt60": 0.05 + 0.95 * s, "wet": 0.8 * s},
+        _reverb,
+    ),
+    _perturbation(
+        "mp3",
+        "codec-like: bandwidth 16 kHz·(3/16)^s, 60 − 30·s dB range, 10 − 6·s bits",
+        lambda s: {
+            "bandwidth_hz": 16000 * (3 / 16) ** s,
+            "dynamic_range_db": 60 - 30 * s,
+            "bits": 10 - 6 * s,
+        },
+        _mp3,
+    ),
+    _perturbation(
+        "background",
+        "synthetic background (hum, rumble, tones) at SNR = 30 − 30·s dB",
+        lambda s: {"snr_db": 30 - 30 * s},
+        _background,
+    ),
 )

@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=run_list)
 
     apply = commands.add_parser("apply", help="perturb an image, audio or text file and write the result")
-    apply.add_argument("input", type=Path, help="image (.png, .jpg ...), audio (.wav, .flac) or text (.txt) file")
+    apply.add_argument(
+        "input", type=Path, help="image (.png, .jpg ...), audio (.wav, .flac) or text (.txt) file"
+    )
     apply.add_argument("-p", "--perturbation", required=True, help="name such as image:blur or audio:reverb")
     apply.add_argument("-s", "--severity", type=float, default=0.5, help="severity in [0, 1] (default 0.5)")
     apply.add_argument("--seed", type=int, default=0)
@@ -80,7 +82,8 @@ def run_apply(args: argparse.Namespace) -> int:
         args.output.write_text("\n".join(out) + "\n", encoding="utf-8")
     else:
         raise AispError(
-            f"{spec.name} is a {spec.modality} perturbation but {args.input.name} is not a {spec.modality} file "
+            f"{spec.name} is a {spec.modality} perturbation but {args.input.name} is not a "
+            f"{spec.modality} file "
             "this command reads (images: .png/.jpg ..., audio: .wav/.flac/.ogg, text: any; video: use the "
             "Python API on decoded frames)"
         )

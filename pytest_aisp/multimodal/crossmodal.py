@@ -70,8 +70,10 @@ class CrossModalResult:
         lines = []
         for c in self.cells:
             parts = ", ".join(f"{k}: {v:.3f}" for k, v in c.agreement.items())
-            lines.append(f"{' + '.join(c.combination)} @ {c.severity:g}: agreement {parts}; "
-                         f"broken only together: {len(c.joint_only)}/{self.n_examples}")
+            lines.append(
+                f"{' + '.join(c.combination)} @ {c.severity:g}: agreement {parts}; "
+                f"broken only together: {len(c.joint_only)}/{self.n_examples}"
+            )
         return "\n".join(lines)
 
 
@@ -85,7 +87,9 @@ def _predict(model: MultiModel, samples: Mapping[str, Any]) -> np.ndarray:
 
 def _check_samples(samples: Mapping[str, Any], context: Context) -> tuple[dict[str, Any], int]:
     if not isinstance(samples, Mapping) or not samples:
-        raise AispError("samples must be a dict of modality -> batch, e.g. {'image': images, 'text': captions}")
+        raise AispError(
+            "samples must be a dict of modality -> batch, e.g. {'image': images, 'text': captions}"
+        )
     checked = {}
     for modality, batch in samples.items():
         if modality not in MODALITIES:
@@ -100,15 +104,21 @@ def _check_samples(samples: Mapping[str, Any], context: Context) -> tuple[dict[s
 
 def _plan(perturb: Mapping[str, Any], samples: Mapping[str, Any]) -> dict[str, tuple[Perturbation, ...]]:
     if not isinstance(perturb, Mapping) or len(perturb) < 2:
-        raise AispError("perturb must map at least two modalities to perturbations, e.g. "
-                        "{'image': 'image:blur', 'text': 'text:typos'}")
+        raise AispError(
+            "perturb must map at least two modalities to perturbations, e.g. "
+            "{'image': 'image:blur', 'text': 'text:typos'}"
+        )
     plan = {}
     for modality, spec in perturb.items():
         if modality not in samples:
-            raise AispError(f"perturb names {modality!r}, which samples do not have (have: {', '.join(samples)})")
+            raise AispError(
+                f"perturb names {modality!r}, which samples do not have (have: {', '.join(samples)})"
+            )
         specs = resolve_perturbations(spec)
         if specs[0].modality != modality:
-            raise AispError(f"perturb[{modality!r}] names {specs[0].name}, a {specs[0].modality} perturbation")
+            raise AispError(
+                f"perturb[{modality!r}] names {specs[0].name}, a {specs[0].modality} perturbation"
+            )
         plan[modality] = specs
     return plan
 
@@ -143,15 +153,24 @@ def evaluate_cross_modal(
     where = location if location is not None else model_name(model)
     clean = _predict(model, batch)
     if clean.shape != (n,):
-        raise AispError(f"the model returned shape {clean.shape} for {n} samples; return labels (N,) or scores (N, K)")
+        raise AispError(
+            f"the model returned shape {clean.shape} for {n} samples; return labels (N,) or scores (N, K)"
+        )
     modalities = list(plan)
     subsets = [s for r in range(1, len(modalities) + 1) for s in itertools.combinations(modalities, r)]
     cells: list[CrossModalCell] = []
     for combination in itertools.product(*plan.values()):
         for severity in levels:
             perturbed = {
-                spec.modality: apply_perturbation(spec, batch[spec.modality], severity, seed=seed, backend=backend,
-                                                  sample_rate=sample_rate, fps=fps)
+                spec.modality: apply_perturbation(
+                    spec,
+                    batch[spec.modality],
+                    severity,
+                    seed=seed,
+                    backend=backend,
+                    sample_rate=sample_rate,
+                    fps=fps,
+                )
                 for spec in combination
             }
             broken: dict[tuple[str, ...], np.ndarray] = {}
@@ -171,8 +190,12 @@ def evaluate_cross_modal(
     return result
 
 
-def _cell(combination: tuple[Perturbation, ...], severity: float, broken: Mapping[tuple[str, ...], np.ndarray],
-          n: int) -> CrossModalCell:
+def _cell(
+    combination: tuple[Perturbation, ...],
+    severity: float,
+    broken: Mapping[tuple[str, ...], np.ndarray],
+    n: int,
+) -> CrossModalCell:
     joint_only: list[int] = []
     joint_subsets: dict[int, tuple[str, ...]] = {}
     for i in range(n):
@@ -185,35 +208,52 @@ def _cell(combination: tuple[Perturbation, ...], severity: float, broken: Mappin
                 joint_subsets[i] = subset
                 break
     agreement = {"+".join(s): 1.0 - float(np.mean(flags)) for s, flags in broken.items()}
-    return CrossModalCell(tuple(p.name for p in combination), severity, agreement, tuple(joint_only), joint_subsets)
+    return CrossModalCell(
+        tuple(p.name for p in combination), severity, agreement, tuple(joint_only), joint_subsets
+    )
 
 
-def _findings(cells: list[CrossModalCell], n: int, max_joint_only: float, min_agreement: float | None,
-              where: str) -> list[Finding]:
+def _findings(
+    cells: list[CrossModalCell], n: int, max_joint_only: float, min_agreement: float | None, where: str
+) -> list[Finding]:
     findings = []
     for c in cells:
         rate = len(c.joint_only) / n
         combo = " + ".join(c.combination)
         if rate > max_joint_only:
-            findings.append(Finding(
-                rule_id=RULE_CROSS_MODAL, severity=Severity.HIGH,
-                message=(f"{combo} at severity {c.severity:g} breaks {len(c.joint_only)}/{n} predictions only when "
-                         f"applied together (each alone keeps them); allowed {max_joint_only:.0%}"),
-                location=f"{where}:{'+'.join(c.combination)}",
-                evidence={"combination": list(c.combination), "severity": c.severity,
-                          "examples": list(c.joint_only[:10]),
-                          "agreement": {k: round(v, 4) for k, v in c.agreement.items()}},
-                metrics={"joint_only_rate": rate, "severity": c.severity},
-            ))
+            findings.append(
+                Finding(
+                    rule_id=RULE_CROSS_MODAL,
+                    severity=Severity.HIGH,
+                    message=(
+                        f"{combo} at severity {c.severity:g} breaks {len(c.joint_only)}/{n} predictions "
+                        "only when "
+                        f"applied together (each alone keeps them); allowed {max_joint_only:.0%}"
+                    ),
+                    location=f"{where}:{'+'.join(c.combination)}",
+                    evidence={
+                        "combination": list(c.combination),
+                        "severity": c.severity,
+                        "examples": list(c.joint_only[:10]),
+                        "agreement": {k: round(v, 4) for k, v in c.agreement.items()},
+                    },
+                    metrics={"joint_only_rate": rate, "severity": c.severity},
+                )
+            )
         joint = list(c.agreement.values())[-1]
         if min_agreement is not None and joint < min_agreement:
-            findings.append(Finding(
-                rule_id=RULE_JOINT_AGREEMENT, severity=Severity.MEDIUM,
-                message=f"{combo} at severity {c.severity:g}: joint agreement {joint:.3f} < {min_agreement}",
-                location=f"{where}:{'+'.join(c.combination)}",
-                evidence={"combination": list(c.combination), "severity": c.severity},
-                metrics={"agreement": joint},
-            ))
+            findings.append(
+                Finding(
+                    rule_id=RULE_JOINT_AGREEMENT,
+                    severity=Severity.MEDIUM,
+                    message=(
+                        f"{combo} at severity {c.severity:g}: joint agreement {joint:.3f} < {min_agreement}"
+                    ),
+                    location=f"{where}:{'+'.join(c.combination)}",
+                    evidence={"combination": list(c.combination), "severity": c.severity},
+                    metrics={"agreement": joint},
+                )
+            )
     return findings
 
 
@@ -234,19 +274,35 @@ def assert_cross_modal_consistent(
 ) -> CrossModalResult:
     """Fail with ``InvarianceFailure`` when coordinated perturbations break predictions single ones keep."""
     __tracebackhide__ = True
-    result = evaluate_cross_modal(model, samples, perturb=perturb, severities=severities, seed=seed,
-                                  max_joint_only=max_joint_only, min_agreement=min_agreement, backend=backend,
-                                  sample_rate=sample_rate, fps=fps, location=location)
+    result = evaluate_cross_modal(
+        model,
+        samples,
+        perturb=perturb,
+        severities=severities,
+        seed=seed,
+        max_joint_only=max_joint_only,
+        min_agreement=min_agreement,
+        backend=backend,
+        sample_rate=sample_rate,
+        fps=fps,
+        location=location,
+    )
     worst = max(result.cells, key=lambda c: len(c.joint_only))
-    headline = (f"{' + '.join(worst.combination)} at severity {worst.severity:g} breaks "
-                f"{len(worst.joint_only)}/{result.n_examples} predictions only when the modalities are "
-                f"perturbed together")
+    headline = (
+        f"{' + '.join(worst.combination)} at severity {worst.severity:g} breaks "
+        f"{len(worst.joint_only)}/{result.n_examples} predictions only when the modalities are "
+        f"perturbed together"
+    )
     details = result.table()
     if worst.joint_only:
         i = worst.joint_only[0]
-        details += (f"\nsmallest counterexample: sample #{i}, broken by {' + '.join(worst.joint_only_subsets[i])} "
-                    f"together, kept under each alone")
-    enforce(result.findings, InvarianceFailure, headline=headline, details=details, result=result, fail_on=fail_on)
+        details += (
+            f"\nsmallest counterexample: sample #{i}, broken by {' + '.join(worst.joint_only_subsets[i])} "
+            f"together, kept under each alone"
+        )
+    enforce(
+        result.findings, InvarianceFailure, headline=headline, details=details, result=result, fail_on=fail_on
+    )
     return result
 
 
@@ -271,8 +327,9 @@ class MismatchResult:
         return not self.findings
 
 
-def mismatched_samples(samples: Mapping[str, Any], swap: str, labels: Any = None, *,
-                       seed: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+def mismatched_samples(
+    samples: Mapping[str, Any], swap: str, labels: Any = None, *, seed: int = 0
+) -> tuple[dict[str, Any], np.ndarray]:
     """``samples`` with modality ``swap`` taken from a partner of another label (seeded); and the partners."""
     if swap not in samples:
         raise AispError(f"swap={swap!r} is not one of the sample modalities ({', '.join(samples)})")
@@ -283,8 +340,11 @@ def mismatched_samples(samples: Mapping[str, Any], swap: str, labels: Any = None
     label_array = _check_labels(labels, n)
     partners = np.empty(n, dtype=int)
     for i in range(n):
-        others = np.flatnonzero(label_array != label_array[i]) if label_array is not None else \
-            np.delete(np.arange(n), i)
+        others = (
+            np.flatnonzero(label_array != label_array[i])
+            if label_array is not None
+            else np.delete(np.arange(n), i)
+        )
         if len(others) == 0:
             raise AispError("every sample has the same label: nothing contradicts it; pass varied samples")
         partners[i] = int(rng.choice(others))
@@ -305,7 +365,7 @@ def evaluate_mismatch(
     seed: int = 0,
     location: str | None = None,
 ) -> MismatchResult:
-    """Pair each sample with a contradicting ``swap`` modality and check the match score drops below ``threshold``.
+    """Pair each sample with a contradicting ``swap`` modality; the match score must drop below ``threshold``.
 
     ``match_score(samples)`` returns one score per sample, higher meaning the modalities agree.
     Detection below ``min_detection`` or false alarms on the true pairs above ``max_false_alarm``
@@ -313,7 +373,9 @@ def evaluate_mismatch(
     """
     started = time.perf_counter()
     if not isinstance(samples, Mapping) or len(samples) < 2:
-        raise AispError("samples must be a dict of at least two modalities, e.g. {'image': x, 'text': captions}")
+        raise AispError(
+            "samples must be a dict of at least two modalities, e.g. {'image': x, 'text': captions}"
+        )
     sizes = {m: checks.batch_size(b) for m, b in samples.items()}
     if len(set(sizes.values())) != 1:
         raise AispError(f"every modality needs the same number of examples, got {sizes}")
@@ -327,18 +389,35 @@ def evaluate_mismatch(
     missed = tuple(int(i) for i in np.flatnonzero(~detected))
     findings = []
     if detection < min_detection or false_alarm > max_false_alarm:
-        findings.append(Finding(
-            rule_id=RULE_MISMATCH, severity=Severity.MEDIUM,
-            message=(f"contradicting {swap} detected in {detection:.3f} of pairs (need {min_detection}), "
-                     f"false alarms on true pairs {false_alarm:.3f} (allowed {max_false_alarm})"),
-            location=f"{where}:{swap}",
-            evidence={"swap": swap, "missed": list(missed[:10]),
-                      "partners": [int(partners[i]) for i in missed[:10]], "threshold": threshold},
-            metrics={"detection_rate": detection, "false_alarm_rate": false_alarm},
-        ))
+        findings.append(
+            Finding(
+                rule_id=RULE_MISMATCH,
+                severity=Severity.MEDIUM,
+                message=(
+                    f"contradicting {swap} detected in {detection:.3f} of pairs (need {min_detection}), "
+                    f"false alarms on true pairs {false_alarm:.3f} (allowed {max_false_alarm})"
+                ),
+                location=f"{where}:{swap}",
+                evidence={
+                    "swap": swap,
+                    "missed": list(missed[:10]),
+                    "partners": [int(partners[i]) for i in missed[:10]],
+                    "threshold": threshold,
+                },
+                metrics={"detection_rate": detection, "false_alarm_rate": false_alarm},
+            )
+        )
     metrics = {"mm.mismatch.detection_rate": detection, "mm.mismatch.false_alarm_rate": false_alarm}
-    result = MismatchResult(detection, false_alarm, swap, tuple(int(p) for p in partners), missed,
-                            tuple(findings), metrics, time.perf_counter() - started)
+    result = MismatchResult(
+        detection,
+        false_alarm,
+        swap,
+        tuple(int(p) for p in partners),
+        missed,
+        tuple(findings),
+        metrics,
+        time.perf_counter() - started,
+    )
     record_findings(result.findings)
     for name, value in metrics.items():
         record_metric(name, value)
@@ -360,16 +439,31 @@ def assert_mismatch_detected(
 ) -> MismatchResult:
     """Fail with ``InvarianceFailure`` when the match score misses contradicting pairs."""
     __tracebackhide__ = True
-    result = evaluate_mismatch(match_score, samples, swap=swap, labels=labels, threshold=threshold,
-                               min_detection=min_detection, max_false_alarm=max_false_alarm, seed=seed,
-                               location=location)
-    headline = (f"mismatch detection {result.detection_rate:.3f} < {min_detection} or false alarms "
-                f"{result.false_alarm_rate:.3f} > {max_false_alarm}")
+    result = evaluate_mismatch(
+        match_score,
+        samples,
+        swap=swap,
+        labels=labels,
+        threshold=threshold,
+        min_detection=min_detection,
+        max_false_alarm=max_false_alarm,
+        seed=seed,
+        location=location,
+    )
+    headline = (
+        f"mismatch detection {result.detection_rate:.3f} < {min_detection} or false alarms "
+        f"{result.false_alarm_rate:.3f} > {max_false_alarm}"
+    )
     details = ""
     if result.missed:
         i = result.missed[0]
-        details = f"smallest counterexample: sample #{i} with the {swap} of sample #{result.partners[i]} was accepted"
-    enforce(result.findings, InvarianceFailure, headline=headline, details=details, result=result, fail_on=fail_on)
+        details = (
+            f"smallest counterexample: sample #{i} with the {swap} of sample "
+            f"#{result.partners[i]} was accepted"
+        )
+    enforce(
+        result.findings, InvarianceFailure, headline=headline, details=details, result=result, fail_on=fail_on
+    )
     return result
 
 
@@ -382,4 +476,3 @@ def _scores(match_score: Callable[[Mapping[str, Any]], Any], samples: Mapping[st
     if scores.shape != (n,):
         raise AispError(f"match_score must return one score per sample ({n}), got shape {scores.shape}")
     return scores
-

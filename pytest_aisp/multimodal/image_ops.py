@@ -24,15 +24,19 @@ OVERLAY_WORDS = ("SALE", "LOL", "FREE", "OK", "WOW", "NEW")
 
 
 def sample_bilinear(images: np.ndarray, ys: np.ndarray, xs: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """Sample float images (N, H, W, C) at source coordinates ``ys``, ``xs`` (each (h, w)); outside -> fill."""
+    """Sample float images (N, H, W, C) at source coordinates ``ys``, ``xs`` ((h, w) each); outside: fill."""
     height, width = images.shape[1:3]
     y0 = np.floor(ys).astype(np.int64)
     x0 = np.floor(xs).astype(np.int64)
     wy = (ys - y0)[None, :, :, None].astype(np.float32)
     wx = (xs - x0)[None, :, :, None].astype(np.float32)
     out = np.zeros((images.shape[0], *ys.shape, images.shape[3]), dtype=np.float32)
-    for dy, dx, weight in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx), (1, 0, wy * (1 - wx)),
-                           (1, 1, wy * wx)):
+    for dy, dx, weight in (
+        (0, 0, (1 - wy) * (1 - wx)),
+        (0, 1, (1 - wy) * wx),
+        (1, 0, wy * (1 - wx)),
+        (1, 1, wy * wx),
+    ):
         yy, xx = y0 + dy, x0 + dx
         valid = ((yy >= 0) & (yy < height) & (xx >= 0) & (xx < width))[None, :, :, None]
         gathered = images[:, np.clip(yy, 0, height - 1), np.clip(xx, 0, width - 1)]
@@ -52,8 +56,9 @@ def resize_batch(images: np.ndarray, height: int, width: int) -> np.ndarray:
 def _warp(images: np.ndarray, inverse: np.ndarray, fill: float = 0.0) -> np.ndarray:
     """Apply a projective map given as the 3x3 matrix from output (x, y, 1) to source coordinates."""
     height, width = images.shape[1:3]
-    grid_y, grid_x = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
-                                 indexing="ij")
+    grid_y, grid_x = np.meshgrid(
+        np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij"
+    )
     coords = np.stack([grid_x.ravel(), grid_y.ravel(), np.ones(grid_x.size)])
     src = inverse @ coords
     src = src[:2] / src[2:3]
@@ -79,7 +84,9 @@ def _per_image(images: np.ndarray, function: Any) -> np.ndarray:
 def _native(function: Any) -> Any:
     """Wrap float-domain math ``function(x255, params, rng)`` into a NativeFunction."""
 
-    def run(batch: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator, context: Context) -> np.ndarray:
+    def run(
+        batch: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator, context: Context
+    ) -> np.ndarray:
         return from_float255(function(to_float255(batch), params, rng), batch)
 
     run.__doc__ = function.__doc__
@@ -87,7 +94,7 @@ def _native(function: Any) -> Any:
 
 
 def _augly(call: Any) -> Any:
-    """Wrap ``call(imaugs, pil, params, i, seed) -> pil`` (AugLy, one image at a time) into an AuglyFunction."""
+    """Wrap ``call(imaugs, pil, params, i, seed) -> pil`` (AugLy, image by image) into an AuglyFunction."""
 
     def run(batch: np.ndarray, params: Mapping[str, Any], seed: int, context: Context) -> np.ndarray:
         import augly.image as imaugs
@@ -106,7 +113,7 @@ def _luminance(x: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma as Pillow's ``convert("L")`` computes it, shape (N, H, W, 1)."""
     if x.shape[3] == 1:
         return x
-    return (x[..., 0:1] * 0.299 + x[..., 1:2] * 0.587 + x[..., 2:3] * 0.114)
+    return x[..., 0:1] * 0.299 + x[..., 1:2] * 0.587 + x[..., 2:3] * 0.114
 
 
 # --- the operations ---------------------------------------------------------------------------
@@ -133,7 +140,9 @@ def _jpeg(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.n
 
     def encode(pil: Any, i: int) -> Any:
         buffer = io.BytesIO()
-        pil.convert("RGB" if pil.mode == "RGBA" else pil.mode).save(buffer, format="JPEG", quality=p["quality"])
+        pil.convert("RGB" if pil.mode == "RGBA" else pil.mode).save(
+            buffer, format="JPEG", quality=p["quality"]
+        )
         return Image.open(io.BytesIO(buffer.getvalue()))
 
     return _per_image(x, encode)
@@ -240,15 +249,16 @@ def _text_mask(height: int, width: int, text: str, size: float, x_pos: float, y_
     from PIL import Image, ImageDraw
 
     mask = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(mask).text((x_pos * width, y_pos * height), text, fill=255,
-                              font=_font(round(size * height)))
+    ImageDraw.Draw(mask).text(
+        (x_pos * width, y_pos * height), text, fill=255, font=_font(round(size * height))
+    )
     return np.asarray(mask, dtype=np.float32) / 255.0
 
 
 def _blend(x: np.ndarray, alpha: np.ndarray, color: np.ndarray) -> np.ndarray:
     """Composite ``color`` over ``x`` with ``alpha`` ((H, W) or (N, H, W)), batched."""
     alpha = alpha[None, ..., None] if alpha.ndim == 2 else alpha[..., None]
-    color = np.broadcast_to(np.asarray(color, dtype=np.float32), x.shape[:-1] + (3,))
+    color = np.broadcast_to(np.asarray(color, dtype=np.float32), (*x.shape[:-1], 3))
     channels = x.shape[3]
     paint = color.mean(axis=-1, keepdims=True) if channels == 1 else color
     if channels == 4:
@@ -286,8 +296,8 @@ def _overlay_emoji(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator
     color = np.zeros((height, width, 3), dtype=np.float32)
     h, w = min(size, height - top), min(size, width - left)
     if h > 0 and w > 0:
-        alpha[top:top + h, left:left + w] = emoji[:h, :w, 3] / 255.0 * p["opacity"]
-        color[top:top + h, left:left + w] = emoji[:h, :w, :3]
+        alpha[top : top + h, left : left + w] = emoji[:h, :w, 3] / 255.0 * p["opacity"]
+        color[top : top + h, left : left + w] = emoji[:h, :w, :3]
     return _blend(x, alpha, color)
 
 
@@ -345,15 +355,24 @@ def _params_perspective(s: float, rng: np.random.Generator, n: int) -> dict[str,
 
 
 def _params_overlay_text(s: float, rng: np.random.Generator, n: int) -> dict[str, Any]:
-    return {"text": str(rng.choice(OVERLAY_WORDS)), "font_size": 0.1 + 0.3 * s, "opacity": min(1.0, 0.4 + s),
-            "x_pos": float(rng.uniform(0, 0.4)), "y_pos": float(rng.uniform(0, 0.6)),
-            "color": tuple(int(c) for c in rng.integers(0, 256, size=3))}
+    return {
+        "text": str(rng.choice(OVERLAY_WORDS)),
+        "font_size": 0.1 + 0.3 * s,
+        "opacity": min(1.0, 0.4 + s),
+        "x_pos": float(rng.uniform(0, 0.4)),
+        "y_pos": float(rng.uniform(0, 0.6)),
+        "color": tuple(int(c) for c in rng.integers(0, 256, size=3)),
+    }
 
 
 def _params_overlay_emoji(s: float, rng: np.random.Generator, n: int) -> dict[str, Any]:
     size = 0.1 + 0.4 * s
-    return {"emoji_size": size, "opacity": min(1.0, 0.5 + s), "x_pos": float(rng.uniform(0, 1 - size)),
-            "y_pos": float(rng.uniform(0, 1 - size))}
+    return {
+        "emoji_size": size,
+        "opacity": min(1.0, 0.5 + s),
+        "x_pos": float(rng.uniform(0, 1 - size)),
+        "y_pos": float(rng.uniform(0, 1 - size)),
+    }
 
 
 def _params_occlusion(s: float, rng: np.random.Generator, n: int) -> dict[str, Any]:
@@ -361,6 +380,7 @@ def _params_occlusion(s: float, rng: np.random.Generator, n: int) -> dict[str, A
 
 
 # --- AugLy calls (one PIL image at a time) -----------------------------------------------------
+
 
 def _a_blur(m: Any, pil: Any, p: Mapping[str, Any], i: int, seed: int) -> Any:
     return m.blur(pil, radius=p["radius"])
@@ -404,56 +424,152 @@ def _a_pixelation(m: Any, pil: Any, p: Mapping[str, Any], i: int, seed: int) -> 
 def _a_overlay_text(m: Any, pil: Any, p: Mapping[str, Any], i: int, seed: int) -> Any:
     # AugLy's text is a list of glyph indices into its bundled font
     glyphs = [int(b) % 100 + 10 for b in p["text"].encode()]
-    return m.overlay_text(pil, text=glyphs, font_size=p["font_size"], opacity=p["opacity"],
-                          color=p["color"], x_pos=p["x_pos"], y_pos=p["y_pos"])
+    return m.overlay_text(
+        pil,
+        text=glyphs,
+        font_size=p["font_size"],
+        opacity=p["opacity"],
+        color=p["color"],
+        x_pos=p["x_pos"],
+        y_pos=p["y_pos"],
+    )
 
 
 def _a_overlay_emoji(m: Any, pil: Any, p: Mapping[str, Any], i: int, seed: int) -> Any:
-    return m.overlay_emoji(pil, emoji_size=p["emoji_size"], opacity=p["opacity"], x_pos=p["x_pos"],
-                           y_pos=p["y_pos"])
+    return m.overlay_emoji(
+        pil, emoji_size=p["emoji_size"], opacity=p["opacity"], x_pos=p["x_pos"], y_pos=p["y_pos"]
+    )
 
 
-def _perturbation(name: str, mapping: str, params: Any, native: Any, augly: Any = None, **kw: Any) -> Perturbation:
+def _perturbation(
+    name: str, mapping: str, params: Any, native: Any, augly: Any = None, **kw: Any
+) -> Perturbation:
     parameters = params if params.__code__.co_argcount == 3 else (lambda s, rng, n, _f=params: _f(s))
     return Perturbation(
-        name=f"image:{name}", mapping=mapping, parameters=parameters, native=_native(native),
-        augly=_augly(augly) if augly else None, **kw,
+        name=f"image:{name}",
+        mapping=mapping,
+        parameters=parameters,
+        native=_native(native),
+        augly=_augly(augly) if augly else None,
+        **kw,
     )
 
 
 PERTURBATIONS: tuple[Perturbation, ...] = (
     _perturbation("blur", "Gaussian blur, radius = 4·s px", lambda s: {"radius": 4.0 * s}, _blur, _a_blur),
-    _perturbation("gaussian_noise", "additive Gaussian noise, std = 0.25·s of full scale",
-                  lambda s: {"std": 0.25 * s}, _gaussian_noise, _a_noise),
-    _perturbation("salt_pepper", "salt-and-pepper noise on a fraction 0.3·s of pixels",
-                  lambda s: {"amount": 0.3 * s}, _salt_pepper, augly_note="AugLy has no salt-and-pepper"),
-    _perturbation("jpeg", "JPEG re-encode, quality = 95 − 90·s", lambda s: {"quality": round(95 - 90 * s)},
-                  _jpeg, _a_jpeg, batched=False),
-    _perturbation("brightness", "brightness factor 1 ± 0.8·s (darker or brighter per example, seeded)",
-                  _params_brightness, _brightness, _a_factor("brightness")),
-    _perturbation("contrast", "contrast factor 1 − 0.8·s or 1 + s (per example, seeded)",
-                  _params_contrast, _contrast, _a_factor("contrast")),
-    _perturbation("saturation", "saturation factor 1 − s or 1 + 2·s (per example, seeded)",
-                  _params_saturation, _saturation, _a_factor("saturation")),
-    _perturbation("rotation", "rotation by ±30·s degrees (sign seeded), black corners",
-                  lambda s, rng, n: {"degrees": 30.0 * s * float(_signs(rng, 1)[0])}, _rotation, _a_rotation),
-    _perturbation("crop", "crop a square window of side 1 − 0.5·s (seeded position), resized back",
-                  _params_crop, _crop, _a_crop),
-    _perturbation("pad", "black border of 0.4·s of the size on each side, resized back",
-                  lambda s: {"w_factor": 0.4 * s, "h_factor": 0.4 * s}, _pad, _a_pad),
-    _perturbation("scale", "downscale by 1 − 0.8·s and upscale back (resolution loss)",
-                  lambda s: {"factor": 1.0 - 0.8 * s}, _scale, _a_scale),
-    _perturbation("perspective", "corners moved by up to 0.15·s of the size (seeded)", _params_perspective,
-                  _perspective, augly_note="AugLy's perspective_transform uses np.float, removed in numpy 2"),
-    _perturbation("pixelation", "pixel blocks: resolution ratio 1 − 0.9·s", lambda s: {"ratio": 1.0 - 0.9 * s},
-                  _pixelation, _a_pixelation),
-    _perturbation("overlay_text", "a word at font size 0.1 + 0.3·s of the height, opacity 0.4 + s (seeded)",
-                  _params_overlay_text, _overlay_text, _a_overlay_text, prefer_augly=True),
-    _perturbation("overlay_emoji", "an emoji of 0.1 + 0.4·s of the height, opacity 0.5 + s (seeded)",
-                  _params_overlay_emoji, _overlay_emoji, _a_overlay_emoji, prefer_augly=True),
-    _perturbation("meme_format", "white caption bar of 0.1 + 0.3·s of the height with text on top",
-                  lambda s: {"caption_height": 0.1 + 0.3 * s, "text": "LOL"}, _meme_format,
-                  augly_note="AugLy's meme_format calls Pillow's removed getsize_multiline"),
-    _perturbation("occlusion", "black square covering 0.4·s of the area per example (seeded position)",
-                  _params_occlusion, _occlusion, augly_note="AugLy has no occlusion patch"),
+    _perturbation(
+        "gaussian_noise",
+        "additive Gaussian noise, std = 0.25·s of full scale",
+        lambda s: {"std": 0.25 * s},
+        _gaussian_noise,
+        _a_noise,
+    ),
+    _perturbation(
+        "salt_pepper",
+        "salt-and-pepper noise on a fraction 0.3·s of pixels",
+        lambda s: {"amount": 0.3 * s},
+        _salt_pepper,
+        augly_note="AugLy has no salt-and-pepper",
+    ),
+    _perturbation(
+        "jpeg",
+        "JPEG re-encode, quality = 95 − 90·s",
+        lambda s: {"quality": round(95 - 90 * s)},
+        _jpeg,
+        _a_jpeg,
+        batched=False,
+    ),
+    _perturbation(
+        "brightness",
+        "brightness factor 1 ± 0.8·s (darker or brighter per example, seeded)",
+        _params_brightness,
+        _brightness,
+        _a_factor("brightness"),
+    ),
+    _perturbation(
+        "contrast",
+        "contrast factor 1 − 0.8·s or 1 + s (per example, seeded)",
+        _params_contrast,
+        _contrast,
+        _a_factor("contrast"),
+    ),
+    _perturbation(
+        "saturation",
+        "saturation factor 1 − s or 1 + 2·s (per example, seeded)",
+        _params_saturation,
+        _saturation,
+        _a_factor("saturation"),
+    ),
+    _perturbation(
+        "rotation",
+        "rotation by ±30·s degrees (sign seeded), black corners",
+        lambda s, rng, n: {"degrees": 30.0 * s * float(_signs(rng, 1)[0])},
+        _rotation,
+        _a_rotation,
+    ),
+    _perturbation(
+        "crop",
+        "crop a square window of side 1 − 0.5·s (seeded position), resized back",
+        _params_crop,
+        _crop,
+        _a_crop,
+    ),
+    _perturbation(
+        "pad",
+        "black border of 0.4·s of the size on each side, resized back",
+        lambda s: {"w_factor": 0.4 * s, "h_factor": 0.4 * s},
+        _pad,
+        _a_pad,
+    ),
+    _perturbation(
+        "scale",
+        "downscale by 1 − 0.8·s and upscale back (resolution loss)",
+        lambda s: {"factor": 1.0 - 0.8 * s},
+        _scale,
+        _a_scale,
+    ),
+    _perturbation(
+        "perspective",
+        "corners moved by up to 0.15·s of the size (seeded)",
+        _params_perspective,
+        _perspective,
+        augly_note="AugLy's perspective_transform uses np.float, removed in numpy 2",
+    ),
+    _perturbation(
+        "pixelation",
+        "pixel blocks: resolution ratio 1 − 0.9·s",
+        lambda s: {"ratio": 1.0 - 0.9 * s},
+        _pixelation,
+        _a_pixelation,
+    ),
+    _perturbation(
+        "overlay_text",
+        "a word at font size 0.1 + 0.3·s of the height, opacity 0.4 + s (seeded)",
+        _params_overlay_text,
+        _overlay_text,
+        _a_overlay_text,
+        prefer_augly=True,
+    ),
+    _perturbation(
+        "overlay_emoji",
+        "an emoji of 0.1 + 0.4·s of the height, opacity 0.5 + s (seeded)",
+        _params_overlay_emoji,
+        _overlay_emoji,
+        _a_overlay_emoji,
+        prefer_augly=True,
+    ),
+    _perturbation(
+        "meme_format",
+        "white caption bar of 0.1 + 0.3·s of the height with text on top",
+        lambda s: {"caption_height": 0.1 + 0.3 * s, "text": "LOL"},
+        _meme_format,
+        augly_note="AugLy's meme_format calls Pillow's removed getsize_multiline",
+    ),
+    _perturbation(
+        "occlusion",
+        "black square covering 0.4·s of the area per example (seeded position)",
+        _params_occlusion,
+        _occlusion,
+        augly_note="AugLy has no occlusion patch",
+    ),
 )

@@ -194,8 +194,9 @@ def evaluate_invariance(
         chosen = choose_backend(spec, backend)
         for severity in levels:
             try:
-                perturbed = apply_perturbation(spec, batch, severity, seed=seed, backend=chosen,
-                                               sample_rate=sample_rate, fps=fps)
+                perturbed = apply_perturbation(
+                    spec, batch, severity, seed=seed, backend=chosen, sample_rate=sample_rate, fps=fps
+                )
             except AispError:
                 raise
             except Exception as exc:
@@ -210,12 +211,27 @@ def evaluate_invariance(
                 continue
             changed = np.flatnonzero(predicted != clean)
             accuracy = None if label_array is None else float(np.mean(predicted == label_array))
-            cells.append(InvarianceCell(spec.name, severity, 1.0 - len(changed) / n, accuracy,
-                                        tuple(int(i) for i in changed), chosen))
+            cells.append(
+                InvarianceCell(
+                    spec.name,
+                    severity,
+                    1.0 - len(changed) / n,
+                    accuracy,
+                    tuple(int(i) for i in changed),
+                    chosen,
+                )
+            )
             for i in changed[:EXAMPLES_PER_CELL]:
-                examples.append(FailingExample(
-                    int(i), spec.name, severity, _scalar(clean[i]), _scalar(predicted[i]),
-                    None if label_array is None else _scalar(label_array[i])))
+                examples.append(
+                    FailingExample(
+                        int(i),
+                        spec.name,
+                        severity,
+                        _scalar(clean[i]),
+                        _scalar(predicted[i]),
+                        None if label_array is None else _scalar(label_array[i]),
+                    )
+                )
             if len(changed) and (spec.name not in pictures or severity < pictures[spec.name][0]):
                 pictures[spec.name] = (severity, (changed, perturbed))
 
@@ -225,9 +241,15 @@ def evaluate_invariance(
     findings.extend(_unchecked_findings(cells, where))
     metrics = _metrics(cells, clean_accuracy)
     result = InvarianceResult(
-        cells=tuple(cells), failing_examples=tuple(examples), findings=tuple(findings), metrics=metrics,
-        n_examples=n, clean_accuracy=clean_accuracy, min_agreement=float(min_agreement),
-        seconds=time.perf_counter() - started, location=where,
+        cells=tuple(cells),
+        failing_examples=tuple(examples),
+        findings=tuple(findings),
+        metrics=metrics,
+        n_examples=n,
+        clean_accuracy=clean_accuracy,
+        min_agreement=float(min_agreement),
+        seconds=time.perf_counter() - started,
+        location=where,
     )
     record_findings(result.findings)
     for name, value in metrics.items():
@@ -260,42 +282,88 @@ def assert_invariant(
     """
     __tracebackhide__ = True
     result = evaluate_invariance(
-        model, inputs, perturbations=perturbations, severities=severities, labels=labels, seed=seed,
-        min_agreement=min_agreement, min_accuracy=min_accuracy, backend=backend, sample_rate=sample_rate,
-        fps=fps, location=location,
+        model,
+        inputs,
+        perturbations=perturbations,
+        severities=severities,
+        labels=labels,
+        seed=seed,
+        min_agreement=min_agreement,
+        min_accuracy=min_accuracy,
+        backend=backend,
+        sample_rate=sample_rate,
+        fps=fps,
+        location=location,
     )
     failing = [f for f in result.findings if f.rule_id == RULE_INVARIANCE]
     details = [result.table()]
     if failing and search_smallest:
-        details.append(_smallest_counterexample(model, inputs, result, failing[0], seed=seed, backend=backend,
-                                                sample_rate=sample_rate, fps=fps))
+        details.append(
+            _smallest_counterexample(
+                model,
+                inputs,
+                result,
+                failing[0],
+                seed=seed,
+                backend=backend,
+                sample_rate=sample_rate,
+                fps=fps,
+            )
+        )
     worst = result.worst
-    headline = (f"prediction changed under {worst.perturbation} at severity {worst.severity:g}: agreement "
-                f"{worst.agreement:.3f} < {min_agreement} on {result.n_examples} examples"
-                if failing else f"invariance check on {result.n_examples} examples found problems")
-    enforce(result.findings, InvarianceFailure, headline=headline, details="\n".join(details), result=result,
-            fail_on=fail_on)
+    headline = (
+        f"prediction changed under {worst.perturbation} at severity {worst.severity:g}: agreement "
+        f"{worst.agreement:.3f} < {min_agreement} on {result.n_examples} examples"
+        if failing
+        else f"invariance check on {result.n_examples} examples found problems"
+    )
+    enforce(
+        result.findings,
+        InvarianceFailure,
+        headline=headline,
+        details="\n".join(details),
+        result=result,
+        fail_on=fail_on,
+    )
     return result
 
 
 def _smallest_counterexample(
-    model: Model, inputs: Any, result: InvarianceResult, finding: Finding, *, seed: int, backend: str,
-    sample_rate: int | None, fps: float | None,
+    model: Model,
+    inputs: Any,
+    result: InvarianceResult,
+    finding: Finding,
+    *,
+    seed: int,
+    backend: str,
+    sample_rate: int | None,
+    fps: float | None,
 ) -> str:
     name = str(finding.evidence["perturbation"])
     index = int(finding.evidence["examples"][0])
     spec = get_perturbation(name)
     one = checks.take(inputs, [index])
     try:
-        found = find_breaking_severity(model, one, spec, seed=seed, backend=backend, sample_rate=sample_rate,
-                                       fps=fps, max_examples=25, record=False)
+        found = find_breaking_severity(
+            model,
+            one,
+            spec,
+            seed=seed,
+            backend=backend,
+            sample_rate=sample_rate,
+            fps=fps,
+            max_examples=25,
+            record=False,
+        )
     except AispError as exc:
         return f"smallest counterexample: search failed ({exc})"
     if found.severity is None:
         return f"smallest counterexample: example #{index} did not flip in the Hypothesis search"
-    return (f"smallest counterexample: example #{index} flips {found.clean_prediction!r} -> "
-            f"{found.perturbed_prediction!r} at {name} severity {found.severity:.3f} "
-            f"(seed {found.seed}, parameters {found.parameters})")
+    return (
+        f"smallest counterexample: example #{index} flips {found.clean_prediction!r} -> "
+        f"{found.perturbed_prediction!r} at {name} severity {found.severity:.3f} "
+        f"(seed {found.seed}, parameters {found.parameters})"
+    )
 
 
 def _check_severities(severities: Sequence[float]) -> tuple[float, ...]:
@@ -334,16 +402,26 @@ def _invariance_findings(cells: list[InvarianceCell], bound: float, where: str, 
         worst = min(failing, key=lambda c: c.agreement)
         severity = Severity.HIGH if first.severity <= 0.5 else Severity.MEDIUM
         params = perturbation_parameters(name, first.severity, seed=seed, n=1)
-        findings.append(Finding(
-            rule_id=RULE_INVARIANCE, severity=severity,
-            message=(f"{name}: agreement {first.agreement:.3f} < {bound} from severity {first.severity:g} "
-                     f"(worst {worst.agreement:.3f} at {worst.severity:g}); "
-                     f"{len(first.changed)} predictions changed"),
-            location=f"{where}:{name}",
-            evidence={"perturbation": name, "severity": first.severity, "examples": list(first.changed[:10]),
-                      "parameters": _small(params), "backend": first.backend},
-            metrics={"agreement": first.agreement, "severity": first.severity, "min_agreement": bound},
-        ))
+        findings.append(
+            Finding(
+                rule_id=RULE_INVARIANCE,
+                severity=severity,
+                message=(
+                    f"{name}: agreement {first.agreement:.3f} < {bound} from severity {first.severity:g} "
+                    f"(worst {worst.agreement:.3f} at {worst.severity:g}); "
+                    f"{len(first.changed)} predictions changed"
+                ),
+                location=f"{where}:{name}",
+                evidence={
+                    "perturbation": name,
+                    "severity": first.severity,
+                    "examples": list(first.changed[:10]),
+                    "parameters": _small(params),
+                    "backend": first.backend,
+                },
+                metrics={"agreement": first.agreement, "severity": first.severity, "min_agreement": bound},
+            )
+        )
     return findings
 
 
@@ -353,22 +431,31 @@ def _accuracy_findings(cells: list[InvarianceCell], bound: float, where: str) ->
         low = [c for c in cells if c.perturbation == name and c.accuracy is not None and c.accuracy < bound]
         if low:
             first = min(low, key=lambda c: c.severity)
-            findings.append(Finding(
-                rule_id=RULE_ACCURACY, severity=Severity.MEDIUM,
-                message=f"{name}: accuracy {first.accuracy:.3f} < {bound} at severity {first.severity:g}",
-                location=f"{where}:{name}",
-                evidence={"perturbation": name, "severity": first.severity},
-                metrics={"accuracy": float(first.accuracy or 0.0), "min_accuracy": bound},
-            ))
+            findings.append(
+                Finding(
+                    rule_id=RULE_ACCURACY,
+                    severity=Severity.MEDIUM,
+                    message=f"{name}: accuracy {first.accuracy:.3f} < {bound} at severity {first.severity:g}",
+                    location=f"{where}:{name}",
+                    evidence={"perturbation": name, "severity": first.severity},
+                    metrics={"accuracy": float(first.accuracy or 0.0), "min_accuracy": bound},
+                )
+            )
     return findings
 
 
 def _unchecked_findings(cells: list[InvarianceCell], where: str) -> list[Finding]:
-    return [Finding(
-        rule_id=RULE_UNCHECKED, severity=Severity.MEDIUM,
-        message=f"{c.perturbation} at severity {c.severity:g} could not be checked: {c.error}",
-        location=f"{where}:{c.perturbation}", evidence={"perturbation": c.perturbation, "severity": c.severity},
-    ) for c in cells if c.error]
+    return [
+        Finding(
+            rule_id=RULE_UNCHECKED,
+            severity=Severity.MEDIUM,
+            message=f"{c.perturbation} at severity {c.severity:g} could not be checked: {c.error}",
+            location=f"{where}:{c.perturbation}",
+            evidence={"perturbation": c.perturbation, "severity": c.severity},
+        )
+        for c in cells
+        if c.error
+    ]
 
 
 def _small(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -396,8 +483,9 @@ def _metrics(cells: list[InvarianceCell], clean_accuracy: float | None) -> dict[
     return metrics
 
 
-def _attach_pictures(modality: str, batch: Any, pictures: Mapping[str, tuple[float, Any]],
-                     context: Context) -> None:
+def _attach_pictures(
+    modality: str, batch: Any, pictures: Mapping[str, tuple[float, Any]], context: Context
+) -> None:
     """Original vs perturbed pictures of the first changed examples, when a test is recording."""
     if current_record() is None or modality == "text":
         return
@@ -406,8 +494,12 @@ def _attach_pictures(modality: str, batch: Any, pictures: Mapping[str, tuple[flo
 
     for name, (severity, (changed, perturbed)) in list(pictures.items())[:4]:
         index = [int(i) for i in changed[:4]]
-        png = report.comparison_png(modality, checks.take(batch, index), checks.take(perturbed, index),
-                                    sample_rate=context.sample_rate)
+        png = report.comparison_png(
+            modality,
+            checks.take(batch, index),
+            checks.take(perturbed, index),
+            sample_rate=context.sample_rate,
+        )
         attach(f"{name} at severity {severity:g}: original (top) vs perturbed (bottom)", png)
 
 
@@ -443,7 +535,7 @@ def find_breaking_severity(
     location: str | None = None,
     record: bool = True,
 ) -> BreakingSeverity:
-    """Search with Hypothesis for the smallest severity (and seed) that changes ``model``'s prediction on ``x``.
+    """Search with Hypothesis for the smallest severity (and seed) that flips ``model``'s prediction on ``x``.
 
     ``x`` is one example (or a batch of one). Hypothesis draws a severity and a seed, keeps those
     that flip the prediction and shrinks them; a bisection on the severity then tightens the bound
@@ -465,14 +557,23 @@ def find_breaking_severity(
     def flipped(severity: float, draw_seed: int) -> Any:
         nonlocal calls
         calls += 1
-        out = apply_perturbation(spec, one, severity, seed=draw_seed, backend=backend, sample_rate=sample_rate,
-                                 fps=fps)
+        out = apply_perturbation(
+            spec, one, severity, seed=draw_seed, backend=backend, sample_rate=sample_rate, fps=fps
+        )
         label = predict_labels(model, out)[0]
         return label if label != clean else None
 
-    strategy = st.tuples(st.floats(0.0, 1.0, allow_nan=False), st.integers(0, 2**16 - 1).map(lambda s: s + seed))
-    config = settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
-                      phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
+    strategy = st.tuples(
+        st.floats(0.0, 1.0, allow_nan=False), st.integers(0, 2**16 - 1).map(lambda s: s + seed)
+    )
+    config = settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+    )
     try:
         best_severity, best_seed = find(strategy, lambda pair: flipped(*pair) is not None, settings=config)
     except NoSuchExample:
@@ -481,25 +582,45 @@ def find_breaking_severity(
         best = _bisect(flipped, float(best_severity), int(best_seed))
     where = location if location is not None else model_name(model)
     if best is None:
-        result = BreakingSeverity(spec.name, None, seed, {}, _scalar(clean), None, calls,
-                                  time.perf_counter() - started)
+        result = BreakingSeverity(
+            spec.name, None, seed, {}, _scalar(clean), None, calls, time.perf_counter() - started
+        )
     else:
         severity, draw_seed = best
         label = flipped(severity, draw_seed)
         params = _small(perturbation_parameters(spec, severity, seed=draw_seed, n=1))
         findings: tuple[Finding, ...] = ()
         if at_least is not None and severity < at_least:
-            findings = (Finding(
-                rule_id=RULE_BREAKING, severity=Severity.MEDIUM,
-                message=(f"{spec.name} flips the prediction {_scalar(clean)!r} -> {_scalar(label)!r} at severity "
-                         f"{severity:.3f} < {at_least}"),
-                location=f"{where}:{spec.name}",
-                evidence={"perturbation": spec.name, "severity": round(severity, 4), "seed": draw_seed,
-                          "parameters": params},
-                metrics={"breaking_severity": severity},
-            ),)
-        result = BreakingSeverity(spec.name, severity, draw_seed, params, _scalar(clean), _scalar(label), calls,
-                                  time.perf_counter() - started, findings)
+            findings = (
+                Finding(
+                    rule_id=RULE_BREAKING,
+                    severity=Severity.MEDIUM,
+                    message=(
+                        f"{spec.name} flips the prediction {_scalar(clean)!r} -> {_scalar(label)!r} "
+                        "at severity "
+                        f"{severity:.3f} < {at_least}"
+                    ),
+                    location=f"{where}:{spec.name}",
+                    evidence={
+                        "perturbation": spec.name,
+                        "severity": round(severity, 4),
+                        "seed": draw_seed,
+                        "parameters": params,
+                    },
+                    metrics={"breaking_severity": severity},
+                ),
+            )
+        result = BreakingSeverity(
+            spec.name,
+            severity,
+            draw_seed,
+            params,
+            _scalar(clean),
+            _scalar(label),
+            calls,
+            time.perf_counter() - started,
+            findings,
+        )
     if record:
         record_findings(result.findings)
         if result.severity is not None:
@@ -508,25 +629,51 @@ def find_breaking_severity(
 
 
 def assert_breaking_severity(
-    model: Model, x: Any, perturbation: str | Perturbation, *, at_least: float = 0.5, seed: int = 0,
-    max_examples: int = 60, backend: str = "auto", sample_rate: int | None = None, fps: float | None = None,
-    location: str | None = None, fail_on: Severity | str | None = None,
+    model: Model,
+    x: Any,
+    perturbation: str | Perturbation,
+    *,
+    at_least: float = 0.5,
+    seed: int = 0,
+    max_examples: int = 60,
+    backend: str = "auto",
+    sample_rate: int | None = None,
+    fps: float | None = None,
+    location: str | None = None,
+    fail_on: Severity | str | None = None,
 ) -> BreakingSeverity:
     """Fail with ``InvarianceFailure`` when a severity below ``at_least`` flips the prediction on ``x``."""
     __tracebackhide__ = True
-    result = find_breaking_severity(model, x, perturbation, seed=seed, max_examples=max_examples,
-                                    backend=backend, sample_rate=sample_rate, fps=fps, at_least=at_least,
-                                    location=location)
-    headline = (f"{result.perturbation} flips the prediction at severity {result.severity:.3f} < {at_least}"
-                if result.severity is not None else f"{result.perturbation}: no flip found")
-    details = (f"smallest counterexample: {result.clean_prediction!r} -> {result.perturbed_prediction!r} "
-               f"(seed {result.seed}, parameters {dict(result.parameters)})")
-    enforce(result.findings, InvarianceFailure, headline=headline, details=details, result=result,
-            fail_on=fail_on)
+    result = find_breaking_severity(
+        model,
+        x,
+        perturbation,
+        seed=seed,
+        max_examples=max_examples,
+        backend=backend,
+        sample_rate=sample_rate,
+        fps=fps,
+        at_least=at_least,
+        location=location,
+    )
+    headline = (
+        f"{result.perturbation} flips the prediction at severity {result.severity:.3f} < {at_least}"
+        if result.severity is not None
+        else f"{result.perturbation}: no flip found"
+    )
+    details = (
+        f"smallest counterexample: {result.clean_prediction!r} -> {result.perturbed_prediction!r} "
+        f"(seed {result.seed}, parameters {dict(result.parameters)})"
+    )
+    enforce(
+        result.findings, InvarianceFailure, headline=headline, details=details, result=result, fail_on=fail_on
+    )
     return result
 
 
-def _bisect(flipped: Callable[[float, int], Any], high: float, draw_seed: int, steps: int = 10) -> tuple[float, int]:
+def _bisect(
+    flipped: Callable[[float, int], Any], high: float, draw_seed: int, steps: int = 10
+) -> tuple[float, int]:
     """Tighten the breaking severity for ``draw_seed``: ``high`` flips; find the lowest flipping level."""
     low = 0.0
     for _ in range(steps):
@@ -553,5 +700,7 @@ def _as_single(modality: str, x: Any) -> Any:
     if array.ndim == ndim - 1:
         array = array[None]
     if array.ndim == ndim and array.shape[0] != 1:
-        raise AispError(f"find_breaking_severity takes one example, got a batch of {array.shape[0]}; pass x[i:i+1]")
+        raise AispError(
+            f"find_breaking_severity takes one example, got a batch of {array.shape[0]}; pass x[i:i+1]"
+        )
     return array

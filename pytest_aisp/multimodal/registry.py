@@ -104,7 +104,9 @@ def get_perturbation(name: str) -> Perturbation:
     )
 
 
-def resolve_perturbations(spec: str | Perturbation | Iterable[str | Perturbation]) -> tuple[Perturbation, ...]:
+def resolve_perturbations(
+    spec: str | Perturbation | Iterable[str | Perturbation],
+) -> tuple[Perturbation, ...]:
     """Expand ``"image:default"``, ``"audio:all"``, one name or a list of names into perturbations."""
     items: list[str | Perturbation] = [spec] if isinstance(spec, (str, Perturbation)) else list(spec)
     if not items:
@@ -118,8 +120,11 @@ def resolve_perturbations(spec: str | Perturbation | Iterable[str | Perturbation
             raise AispError(f"a perturbation is named by a string such as 'image:blur', got {item!r}")
         modality, _, rest = item.partition(":")
         if rest in ("default", "all") and modality in MODALITIES:
-            names = default_names(modality) if rest == "default" else tuple(
-                n for n in registry() if n.startswith(modality + ":"))
+            names = (
+                default_names(modality)
+                if rest == "default"
+                else tuple(n for n in registry() if n.startswith(modality + ":"))
+            )
             resolved.extend(get_perturbation(n) for n in names)
         else:
             resolved.append(get_perturbation(item))
@@ -169,8 +174,14 @@ def choose_backend(perturbation: Perturbation, backend: str) -> str:
 
 
 def apply_perturbation(
-    perturbation: str | Perturbation, inputs: Any, severity: float, *, seed: int = 0, backend: str = "auto",
-    sample_rate: int | None = None, fps: float | None = None,
+    perturbation: str | Perturbation,
+    inputs: Any,
+    severity: float,
+    *,
+    seed: int = 0,
+    backend: str = "auto",
+    sample_rate: int | None = None,
+    fps: float | None = None,
 ) -> Any:
     """Return ``inputs`` perturbed by ``perturbation`` at ``severity``, deterministically for ``seed``.
 
@@ -193,8 +204,9 @@ def apply_perturbation(
     return spec.native(batch, params, rng, context)
 
 
-def perturbation_parameters(perturbation: str | Perturbation, severity: float, *, seed: int = 0,
-                            n: int = 1) -> dict[str, Any]:
+def perturbation_parameters(
+    perturbation: str | Perturbation, severity: float, *, seed: int = 0, n: int = 1
+) -> dict[str, Any]:
     """The concrete parameters ``apply_perturbation`` uses for ``severity`` and ``seed`` (n examples)."""
     spec = get_perturbation(perturbation) if isinstance(perturbation, str) else perturbation
     return spec.parameters(check_severity(severity), _generator(spec.name, seed), n)

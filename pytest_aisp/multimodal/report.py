@@ -21,7 +21,7 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def _thumbnail(image: np.ndarray) -> Any:
-    """A PIL RGB thumbnail of one (H, W, C) uint8 image, scaled to THUMB pixels high (nearest for tiny ones)."""
+    """A PIL RGB thumbnail of one (H, W, C) uint8 image, THUMB pixels high (nearest for tiny ones)."""
     from PIL import Image
 
     rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
@@ -48,7 +48,9 @@ def _grid(rows: list[list[Any]]) -> bytes:
 
 def image_pair_png(original: np.ndarray, perturbed: np.ndarray) -> bytes:
     """Originals on the top row, perturbed images below, for a batch (N, H, W, C)."""
-    return _grid([[_thumbnail(i) for i in _to_uint8(original)], [_thumbnail(i) for i in _to_uint8(perturbed)]])
+    return _grid(
+        [[_thumbnail(i) for i in _to_uint8(original)], [_thumbnail(i) for i in _to_uint8(perturbed)]]
+    )
 
 
 def video_pair_png(original: np.ndarray, perturbed: np.ndarray, frames: int = 6) -> bytes:
@@ -73,8 +75,12 @@ def spectrogram_image(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def audio_pair_png(original: np.ndarray, perturbed: np.ndarray, sample_rate: int) -> bytes:
     """Spectrograms of the originals (top) and the perturbed waveforms (bottom), batch (N, T)."""
-    return _grid([[_thumbnail(spectrogram_image(w, sample_rate)) for w in original],
-                  [_thumbnail(spectrogram_image(w, sample_rate)) for w in perturbed]])
+    return _grid(
+        [
+            [_thumbnail(spectrogram_image(w, sample_rate)) for w in original],
+            [_thumbnail(spectrogram_image(w, sample_rate)) for w in perturbed],
+        ]
+    )
 
 
 def comparison_png(modality: str, original: Any, perturbed: Any, *, sample_rate: int | None = None) -> bytes:

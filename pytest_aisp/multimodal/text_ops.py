@@ -21,18 +21,57 @@ DEFAULT = ("typos", "similar_chars", "zero_width", "bidi", "contractions")
 _KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 _NEIGHBOURS = {
     ch: "".join(row[j] for j in (i - 1, i + 1) if 0 <= j < len(row))
-    for row in _KEYBOARD_ROWS for i, ch in enumerate(row)
+    for row in _KEYBOARD_ROWS
+    for i, ch in enumerate(row)
 }
-SIMILAR = {"a": "@", "e": "3", "i": "1", "l": "1", "o": "0", "s": "$", "t": "7", "b": "8", "g": "9", "z": "2",
-           "A": "4", "E": "3", "I": "!", "O": "0", "S": "5", "B": "8"}
+SIMILAR = {
+    "a": "@",
+    "e": "3",
+    "i": "1",
+    "l": "1",
+    "o": "0",
+    "s": "$",
+    "t": "7",
+    "b": "8",
+    "g": "9",
+    "z": "2",
+    "A": "4",
+    "E": "3",
+    "I": "!",
+    "O": "0",
+    "S": "5",
+    "B": "8",
+}
 ZERO_WIDTH = ("\u200b", "\u200c", "\u200d", "\u2060")
 CONTRACTIONS = {
-    "do not": "don't", "does not": "doesn't", "did not": "didn't", "is not": "isn't", "are not": "aren't",
-    "was not": "wasn't", "were not": "weren't", "can not": "can't", "cannot": "can't", "will not": "won't",
-    "would not": "wouldn't", "should not": "shouldn't", "could not": "couldn't", "have not": "haven't",
-    "has not": "hasn't", "i am": "i'm", "you are": "you're", "we are": "we're", "they are": "they're",
-    "it is": "it's", "that is": "that's", "there is": "there's", "i will": "i'll", "you will": "you'll",
-    "i have": "i've", "we have": "we've", "let us": "let's", "what is": "what's",
+    "do not": "don't",
+    "does not": "doesn't",
+    "did not": "didn't",
+    "is not": "isn't",
+    "are not": "aren't",
+    "was not": "wasn't",
+    "were not": "weren't",
+    "can not": "can't",
+    "cannot": "can't",
+    "will not": "won't",
+    "would not": "wouldn't",
+    "should not": "shouldn't",
+    "could not": "couldn't",
+    "have not": "haven't",
+    "has not": "hasn't",
+    "i am": "i'm",
+    "you are": "you're",
+    "we are": "we're",
+    "they are": "they're",
+    "it is": "it's",
+    "that is": "that's",
+    "there is": "there's",
+    "i will": "i'll",
+    "you will": "you'll",
+    "i have": "i've",
+    "we have": "we've",
+    "let us": "let's",
+    "what is": "what's",
 }
 _WORD = re.compile(r"\S+")
 
@@ -43,13 +82,13 @@ def _typo(word: str, rng: np.random.Generator) -> str:
     i = int(rng.integers(0, len(word) - 1))
     kind = int(rng.integers(0, 3))
     if kind == 0:  # swap two neighbouring letters
-        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
     if kind == 1:  # drop a letter
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     near = _NEIGHBOURS.get(word[i].lower())
     if not near:
-        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
-    return word[:i] + near[int(rng.integers(0, len(near)))] + word[i + 1:]
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    return word[:i] + near[int(rng.integers(0, len(near)))] + word[i + 1 :]
 
 
 def _map_words(text: str, p_word: float, rng: np.random.Generator, edit: Any) -> str:
@@ -85,8 +124,10 @@ def _bidi(texts: list[str], p: Mapping[str, Any], rng: np.random.Generator, c: C
 
 
 def _contractions(texts: list[str], p: Mapping[str, Any], rng: np.random.Generator, c: Context) -> list[str]:
-    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(CONTRACTIONS, key=len, reverse=True))
-                         + r")\b", re.IGNORECASE)
+    pattern = re.compile(
+        r"\b(" + "|".join(re.escape(k) for k in sorted(CONTRACTIONS, key=len, reverse=True)) + r")\b",
+        re.IGNORECASE,
+    )
 
     def contract(match: re.Match[str]) -> str:
         phrase = match.group(0)
@@ -106,8 +147,11 @@ def _punctuation(texts: list[str], p: Mapping[str, Any], rng: np.random.Generato
     marks = ".,;:!?-"
 
     def insert(text: str) -> str:
-        return "".join(ch + (marks[int(rng.integers(0, len(marks)))] if ch.isalpha() and rng.random() < p["char_p"]
-                             else "") for ch in text)
+        return "".join(
+            ch
+            + (marks[int(rng.integers(0, len(marks)))] if ch.isalpha() and rng.random() < p["char_p"] else "")
+            for ch in text
+        )
 
     return [insert(t) for t in texts]
 
@@ -145,8 +189,9 @@ def _a_similar(m: Any, texts: list[str], p: Mapping[str, Any], seed: int) -> Any
 
 
 def _a_zero_width(m: Any, texts: list[str], p: Mapping[str, Any], seed: int) -> Any:
-    return m.insert_zero_width_chars(texts, granularity="all", cadence=1.0 / max(p["char_p"], 1e-3),
-                                     vary_chars=True)
+    return m.insert_zero_width_chars(
+        texts, granularity="all", cadence=1.0 / max(p["char_p"], 1e-3), vary_chars=True
+    )
 
 
 def _a_bidi(m: Any, texts: list[str], p: Mapping[str, Any], seed: int) -> Any:
@@ -162,24 +207,66 @@ def _a_punctuation(m: Any, texts: list[str], p: Mapping[str, Any], seed: int) ->
 
 
 def _text(name: str, mapping: str, params: Any, native: Any, augly: Any = None, **kw: Any) -> Perturbation:
-    return Perturbation(name=f"text:{name}", mapping=mapping, parameters=lambda s, rng, n: params(s),
-                        native=native, augly=_augly(augly) if augly else None, batched=False,
-                        prefer_augly=augly is not None, **kw)
+    return Perturbation(
+        name=f"text:{name}",
+        mapping=mapping,
+        parameters=lambda s, rng, n: params(s),
+        native=native,
+        augly=_augly(augly) if augly else None,
+        batched=False,
+        prefer_augly=augly is not None,
+        **kw,
+    )
 
 
 PERTURBATIONS: tuple[Perturbation, ...] = (
-    _text("typos", "typos (swap, drop, keyboard neighbour) in a fraction 0.6·s of words",
-          lambda s: {"word_p": 0.6 * s, "char_p": 0.3 * s}, _typos, _a_typos),
-    _text("similar_chars", "look-alike characters (o→0, a→@) in 0.6·s of words, 0.5·s of their letters",
-          lambda s: {"word_p": 0.6 * s, "char_p": 0.5 * s}, _similar_chars, _a_similar),
-    _text("zero_width", "zero-width characters after a fraction s of characters",
-          lambda s: {"char_p": s}, _zero_width, _a_zero_width),
-    _text("bidi", "right-to-left override around a fraction s of words (AugLy: every word when s > 0)",
-          lambda s: {"word_p": s}, _bidi, _a_bidi),
-    _text("contractions", "contract a fraction s of contractible phrases (do not → don't)",
-          lambda s: {"aug_p": s}, _contractions, _a_contractions),
-    _text("punctuation", "a punctuation mark after a fraction 0.5·s of letters",
-          lambda s: {"char_p": 0.5 * s}, _punctuation, _a_punctuation),
-    _text("case", "swap the case of a fraction 0.5·s of characters", lambda s: {"char_p": 0.5 * s}, _case,
-          augly_note="native only"),
+    _text(
+        "typos",
+        "typos (swap, drop, keyboard neighbour) in a fraction 0.6·s of words",
+        lambda s: {"word_p": 0.6 * s, "char_p": 0.3 * s},
+        _typos,
+        _a_typos,
+    ),
+    _text(
+        "similar_chars",
+        "look-alike characters (o→0, a→@) in 0.6·s of words, 0.5·s of their letters",
+        lambda s: {"word_p": 0.6 * s, "char_p": 0.5 * s},
+        _similar_chars,
+        _a_similar,
+    ),
+    _text(
+        "zero_width",
+        "zero-width characters after a fraction s of characters",
+        lambda s: {"char_p": s},
+        _zero_width,
+        _a_zero_width,
+    ),
+    _text(
+        "bidi",
+        "right-to-left override around a fraction s of words (AugLy: every word when s > 0)",
+        lambda s: {"word_p": s},
+        _bidi,
+        _a_bidi,
+    ),
+    _text(
+        "contractions",
+        "contract a fraction s of contractible phrases (do not → don't)",
+        lambda s: {"aug_p": s},
+        _contractions,
+        _a_contractions,
+    ),
+    _text(
+        "punctuation",
+        "a punctuation mark after a fraction 0.5·s of letters",
+        lambda s: {"char_p": 0.5 * s},
+        _punctuation,
+        _a_punctuation,
+    ),
+    _text(
+        "case",
+        "swap the case of a fraction 0.5·s of characters",
+        lambda s: {"char_p": 0.5 * s},
+        _case,
+        augly_note="native only",
+    ),
 )

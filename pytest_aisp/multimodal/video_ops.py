@@ -34,19 +34,27 @@ def _per_frame(image: Perturbation) -> Perturbation:
         # per-clip choices (arrays of length N) hold for every frame of that clip
         return {k: np.repeat(v, frames) if isinstance(v, np.ndarray) else v for k, v in params.items()}
 
-    def native(clips: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator, c: Context) -> np.ndarray:
+    def native(
+        clips: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator, c: Context
+    ) -> np.ndarray:
         out = image.native(flat(clips), repeat_per_frame(params, clips.shape[1]), rng, c)
         return out.reshape(clips.shape)
 
     augly = None
     if image.augly is not None:
+
         def augly(clips: np.ndarray, params: Mapping[str, Any], seed: int, c: Context) -> np.ndarray:
             out = image.augly(flat(clips), repeat_per_frame(params, clips.shape[1]), seed, c)  # type: ignore[misc]
             return out.reshape(clips.shape)
 
     return Perturbation(
-        name=f"video:{image.short_name}", mapping=f"per frame: {image.mapping}", parameters=parameters,
-        native=native, augly=augly, batched=image.batched, prefer_augly=image.prefer_augly,
+        name=f"video:{image.short_name}",
+        mapping=f"per frame: {image.mapping}",
+        parameters=parameters,
+        native=native,
+        augly=augly,
+        batched=image.batched,
+        prefer_augly=image.prefer_augly,
         augly_note=image.augly_note,
     )
 
@@ -69,7 +77,9 @@ def _frame_rate(clips: np.ndarray, p: Mapping[str, Any], rng: np.random.Generato
     return clips[:, index]
 
 
-def _temporal_crop(clips: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator, c: Context) -> np.ndarray:
+def _temporal_crop(
+    clips: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator, c: Context
+) -> np.ndarray:
     frames = clips.shape[1]
     keep = max(1, round(frames * p["keep"]))
     start = round(p["start"] * (frames - keep))
@@ -95,16 +105,57 @@ def reencode_clip(clip: np.ndarray, fps: float, bitrate_kbps: float) -> np.ndarr
     even = np.pad(clip, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
     size = f"{even.shape[2]}x{even.shape[1]}"
     rate = f"{max(1, round(bitrate_kbps))}k"
-    encode = [ffmpeg_path(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-r", str(fps),
-              "-i", "pipe:0", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", rate, "-maxrate", rate,
-              "-bufsize", rate, "-pix_fmt", "yuv420p", "-f", "h264", "pipe:1"]
-    decode = [ffmpeg_path(), "-v", "error", "-f", "h264", "-i", "pipe:0", "-f", "rawvideo", "-pix_fmt", "rgb24",
-              "pipe:1"]
+    encode = [
+        ffmpeg_path(),
+        "-v",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        size,
+        "-r",
+        str(fps),
+        "-i",
+        "pipe:0",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-b:v",
+        rate,
+        "-maxrate",
+        rate,
+        "-bufsize",
+        rate,
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "h264",
+        "pipe:1",
+    ]
+    decode = [
+        ffmpeg_path(),
+        "-v",
+        "error",
+        "-f",
+        "h264",
+        "-i",
+        "pipe:0",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:1",
+    ]
     try:
         encoded = subprocess.run(encode, input=even.tobytes(), capture_output=True, check=True, timeout=120)
         decoded = subprocess.run(decode, input=encoded.stdout, capture_output=True, check=True, timeout=120)
     except subprocess.CalledProcessError as exc:
-        raise AispError(f"ffmpeg failed to re-encode a clip: {exc.stderr.decode(errors='replace')[-300:]}") from None
+        raise AispError(
+            f"ffmpeg failed to re-encode a clip: {exc.stderr.decode(errors='replace')[-300:]}"
+        ) from None
     out = np.frombuffer(decoded.stdout, dtype=np.uint8)
     frame_bytes = even.shape[1] * even.shape[2] * 3
     got = out.size // frame_bytes
@@ -129,14 +180,31 @@ def _reencode(clips: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator,
 
 
 _TEMPORAL = (
-    Perturbation("video:frame_drop", "each frame dropped (previous one repeated) with probability 0.5·s",
-                 lambda s, rng, n: {"fraction": 0.5 * s}, _frame_drop),
-    Perturbation("video:frame_rate", "frame rate lowered to (1 − 0.8·s) of the original, frames repeated",
-                 lambda s, rng, n: {"fps_ratio": 1 - 0.8 * s}, _frame_rate),
-    Perturbation("video:reencode", "H.264 re-encode through ffmpeg at 2000·(0.01)^s kbit/s",
-                 lambda s, rng, n: {"bitrate_kbps": 2000 * 0.01**s}, _reencode, batched=False),
-    Perturbation("video:temporal_crop", "keep a window of 1 − 0.6·s of the clip (seeded start), stretched",
-                 lambda s, rng, n: {"keep": 1 - 0.6 * s, "start": float(rng.random())}, _temporal_crop),
+    Perturbation(
+        "video:frame_drop",
+        "each frame dropped (previous one repeated) with probability 0.5·s",
+        lambda s, rng, n: {"fraction": 0.5 * s},
+        _frame_drop,
+    ),
+    Perturbation(
+        "video:frame_rate",
+        "frame rate lowered to (1 − 0.8·s) of the original, frames repeated",
+        lambda s, rng, n: {"fps_ratio": 1 - 0.8 * s},
+        _frame_rate,
+    ),
+    Perturbation(
+        "video:reencode",
+        "H.264 re-encode through ffmpeg at 2000·(0.01)^s kbit/s",
+        lambda s, rng, n: {"bitrate_kbps": 2000 * 0.01**s},
+        _reencode,
+        batched=False,
+    ),
+    Perturbation(
+        "video:temporal_crop",
+        "keep a window of 1 − 0.6·s of the clip (seeded start), stretched",
+        lambda s, rng, n: {"keep": 1 - 0.6 * s, "start": float(rng.random())},
+        _temporal_crop,
+    ),
 )
 
 PERTURBATIONS: tuple[Perturbation, ...] = tuple(_per_frame(p) for p in image_ops.PERTURBATIONS) + _TEMPORAL
@@ -144,26 +212,65 @@ PERTURBATIONS: tuple[Perturbation, ...] = tuple(_per_frame(p) for p in image_ops
 
 def write_video(path: str, clip: np.ndarray, fps: float, *, crf: int = 18) -> None:
     """Write one clip (F, H, W, 3) uint8 to ``path`` (H.264 in MP4) through ffmpeg."""
-    frames, height, width, _ = clip.shape
+    _, height, width, _ = clip.shape
     even = np.pad(clip, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    command = [ffmpeg_path(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
-               f"{even.shape[2]}x{even.shape[1]}", "-r", str(fps), "-i", "pipe:0", "-c:v", "libx264", "-preset",
-               "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", str(path)]
+    command = [
+        ffmpeg_path(),
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{even.shape[2]}x{even.shape[1]}",
+        "-r",
+        str(fps),
+        "-i",
+        "pipe:0",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    ]
     try:
-        subprocess.run(command, input=np.ascontiguousarray(even).tobytes(), capture_output=True, check=True,
-                       timeout=120)
+        subprocess.run(
+            command, input=np.ascontiguousarray(even).tobytes(), capture_output=True, check=True, timeout=120
+        )
     except subprocess.CalledProcessError as exc:
-        raise AispError(f"ffmpeg could not write {path}: {exc.stderr.decode(errors='replace')[-300:]}") from None
+        raise AispError(
+            f"ffmpeg could not write {path}: {exc.stderr.decode(errors='replace')[-300:]}"
+        ) from None
 
 
 def read_video(path: str, height: int, width: int) -> np.ndarray:
     """Decode the video at ``path`` into (F, height, width, 3) uint8 frames through ffmpeg."""
-    command = [ffmpeg_path(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-vf", f"scale={width + width % 2}:{height + height % 2}", "pipe:1"]
+    command = [
+        ffmpeg_path(),
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-vf",
+        f"scale={width + width % 2}:{height + height % 2}",
+        "pipe:1",
+    ]
     try:
         decoded = subprocess.run(command, capture_output=True, check=True, timeout=120).stdout
     except subprocess.CalledProcessError as exc:
-        raise AispError(f"ffmpeg could not read {path}: {exc.stderr.decode(errors='replace')[-300:]}") from None
+        raise AispError(
+            f"ffmpeg could not read {path}: {exc.stderr.decode(errors='replace')[-300:]}"
+        ) from None
     even_h, even_w = height + height % 2, width + width % 2
     frames = np.frombuffer(decoded, dtype=np.uint8).reshape(-1, even_h, even_w, 3)
     return frames[:, :height, :width]

@@ -65,6 +65,8 @@ def clips(mm: ModuleType, generated: Path) -> tuple[Any, np.ndarray, np.ndarray,
 
 
 @pytest.fixture(scope="session")
-def image_caption(mm: ModuleType, generated: Path, digits: tuple[np.ndarray, np.ndarray]) -> tuple[Any, dict, np.ndarray]:
+def image_caption(
+    mm: ModuleType, generated: Path, digits: tuple[np.ndarray, np.ndarray]
+) -> tuple[Any, dict, np.ndarray]:
     x, y = digits
     return mm.load_image_caption_model(generated), {"image": x[:80], "text": mm.captions_for(y[:80])}, y[:80]

@@ -12,8 +12,14 @@ pytest.importorskip("augly.image", reason="AugLy is not installed (pip install '
 
 SHARED_IMAGE = [p.name for p in registry().values() if p.modality == "image" and p.augly is not None]
 # Pixel operations compute the same math; geometric ones crop/resize differently but keep statistics.
-PIXEL_OPS = {"image:blur", "image:jpeg", "image:brightness", "image:contrast",
-             "image:saturation", "image:crop"}
+PIXEL_OPS = {
+    "image:blur",
+    "image:jpeg",
+    "image:brightness",
+    "image:contrast",
+    "image:saturation",
+    "image:crop",
+}
 # Same operation, different resampling details (block alignment, filters): compare strength only.
 RESAMPLING_OPS = {"image:gaussian_noise", "image:pixelation", "image:scale"}
 
@@ -22,7 +28,9 @@ def _photos(digits) -> np.ndarray:
     from sklearn.datasets import load_sample_images
 
     china = np.asarray(load_sample_images().images[0])
-    return np.stack([china[y:y + 48, x:x + 64] for y, x in ((100, 100), (200, 300), (50, 400), (300, 50))])
+    return np.stack(
+        [china[y : y + 48, x : x + 64] for y, x in ((100, 100), (200, 300), (50, 400), (300, 50))]
+    )
 
 
 @pytest.mark.parametrize("name", SHARED_IMAGE)
@@ -47,8 +55,17 @@ def test_native_and_augly_agree(name, digits):
     assert abs(native.std() - augly.std()) < 0.2 * 255
 
 
-@pytest.mark.parametrize("name", ["text:typos", "text:similar_chars", "text:zero_width", "text:bidi",
-                                  "text:contractions", "text:punctuation"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "text:typos",
+        "text:similar_chars",
+        "text:zero_width",
+        "text:bidi",
+        "text:contractions",
+        "text:punctuation",
+    ],
+)
 def test_text_backends_both_run_and_repeat(name):
     texts = ["I do not think that it is a good movie", "they are not coming because it is late"]
     native = apply_perturbation(name, texts, 0.8, seed=2, backend="native")
@@ -76,7 +93,9 @@ def test_broken_augly_functions_run_native(name):
     import augly.image as imaugs
     from PIL import Image
 
-    function = {"image:meme_format": imaugs.meme_format, "image:perspective": imaugs.perspective_transform}[name]
+    function = {"image:meme_format": imaugs.meme_format, "image:perspective": imaugs.perspective_transform}[
+        name
+    ]
     with pytest.raises(AttributeError):
         function(Image.new("RGB", (32, 32)))
     assert choose_backend(get_perturbation(name), "augly") == "native"

@@ -18,8 +18,13 @@ from pytest_aisp.multimodal import (
 def test_coordinated_perturbation_breaks_what_single_ones_do_not(image_caption):
     model, samples, _ = image_caption
     with pytest.raises(InvarianceFailure) as info:
-        assert_cross_modal_consistent(model, samples, perturb={"image": "image:blur", "text": "text:zero_width"},
-                                      severities=(1.0,), backend="native")
+        assert_cross_modal_consistent(
+            model,
+            samples,
+            perturb={"image": "image:blur", "text": "text:zero_width"},
+            severities=(1.0,),
+            backend="native",
+        )
     message = str(info.value)
     assert "AISP-MM-CROSS-MODAL" in message and "only when" in message
     assert "smallest counterexample: sample #" in message
@@ -31,18 +36,22 @@ def test_coordinated_perturbation_breaks_what_single_ones_do_not(image_caption):
     # the reported example really is kept by each perturbation alone and broken by both
     from pytest_aisp.multimodal import apply_perturbation
 
-    image = apply_perturbation("image:blur", samples["image"][i:i + 1], 1.0, backend="native")
-    text = apply_perturbation("text:zero_width", samples["text"][i:i + 1], 1.0, backend="native")
-    clean = model({"image": samples["image"][i:i + 1], "text": samples["text"][i:i + 1]}).argmax(1)
-    assert model({"image": image, "text": samples["text"][i:i + 1]}).argmax(1) == clean
-    assert model({"image": samples["image"][i:i + 1], "text": text}).argmax(1) == clean
+    image = apply_perturbation("image:blur", samples["image"][i : i + 1], 1.0, backend="native")
+    text = apply_perturbation("text:zero_width", samples["text"][i : i + 1], 1.0, backend="native")
+    clean = model({"image": samples["image"][i : i + 1], "text": samples["text"][i : i + 1]}).argmax(1)
+    assert model({"image": image, "text": samples["text"][i : i + 1]}).argmax(1) == clean
+    assert model({"image": samples["image"][i : i + 1], "text": text}).argmax(1) == clean
     assert model({"image": image, "text": text}).argmax(1) != clean
 
 
 def test_robust_combination_passes(image_caption):
     model, samples, _ = image_caption
     result = assert_cross_modal_consistent(
-        model, samples, perturb={"image": "image:brightness", "text": "text:contractions"}, severities=(0.5, 1.0))
+        model,
+        samples,
+        perturb={"image": "image:brightness", "text": "text:contractions"},
+        severities=(0.5, 1.0),
+    )
     assert result.ok and result.joint_only_rate == 0.0
     assert len(result.cells) == 2
 
@@ -50,10 +59,17 @@ def test_robust_combination_passes(image_caption):
 def test_several_perturbations_per_modality_are_combined(image_caption):
     model, samples, _ = image_caption
     result = evaluate_cross_modal(
-        model, samples, perturb={"image": ["image:brightness", "image:contrast"], "text": "text:bidi"},
-        severities=(0.5,), max_joint_only=1.0, min_agreement=0.5)
-    assert [c.combination for c in result.cells] == [("image:brightness", "text:bidi"),
-                                                     ("image:contrast", "text:bidi")]
+        model,
+        samples,
+        perturb={"image": ["image:brightness", "image:contrast"], "text": "text:bidi"},
+        severities=(0.5,),
+        max_joint_only=1.0,
+        min_agreement=0.5,
+    )
+    assert [c.combination for c in result.cells] == [
+        ("image:brightness", "text:bidi"),
+        ("image:contrast", "text:bidi"),
+    ]
     assert set(result.cells[0].agreement) == {"image", "text", "image+text"}
 
 
@@ -64,8 +80,11 @@ def test_bad_cross_modal_input(image_caption):
     with pytest.raises(AispError, match="a text perturbation"):
         evaluate_cross_modal(model, samples, perturb={"image": "text:typos", "text": "text:typos"})
     with pytest.raises(AispError, match="same number of examples"):
-        evaluate_cross_modal(model, {"image": samples["image"], "text": samples["text"][:3]},
-                             perturb={"image": "image:blur", "text": "text:typos"})
+        evaluate_cross_modal(
+            model,
+            {"image": samples["image"], "text": samples["text"][:3]},
+            perturb={"image": "image:blur", "text": "text:typos"},
+        )
 
 
 def test_mismatched_captions_are_noticed(image_caption):

@@ -33,8 +33,9 @@ def test_brightness_sensitive_cnn_fails_the_brightness_check(plain_cnn, digits):
 
 def test_augmented_twin_passes_the_same_check(augmented_cnn, digits):
     x, y = digits
-    result = assert_invariant(augmented_cnn, x, perturbations=["image:brightness", "image:contrast"],
-                              min_agreement=0.9, labels=y)
+    result = assert_invariant(
+        augmented_cnn, x, perturbations=["image:brightness", "image:contrast"], min_agreement=0.9, labels=y
+    )
     assert result.ok
     assert result.agreement("image:brightness", 1.0) >= 0.95
     assert result.metrics["mm.min_agreement"] >= 0.9
@@ -43,12 +44,18 @@ def test_augmented_twin_passes_the_same_check(augmented_cnn, digits):
 
 def test_evaluate_reports_without_raising_and_measures_accuracy(plain_cnn, digits):
     x, y = digits
-    result = evaluate_invariance(plain_cnn, x, perturbations=["image:brightness", "image:occlusion"],
-                                 severities=(0.25, 1.0), labels=y, min_accuracy=0.8)
+    result = evaluate_invariance(
+        plain_cnn,
+        x,
+        perturbations=["image:brightness", "image:occlusion"],
+        severities=(0.25, 1.0),
+        labels=y,
+        min_accuracy=0.8,
+    )
     rules = {(f.rule_id, f.evidence["perturbation"]) for f in result.findings}
     assert ("AISP-MM-INVARIANCE", "image:occlusion") in rules
     assert ("AISP-MM-ACCURACY", "image:occlusion") in rules
-    occlusion = [f for f in result.findings if f.evidence["perturbation"] == "image:occlusion"][0]
+    occlusion = next(f for f in result.findings if f.evidence["perturbation"] == "image:occlusion")
     assert occlusion.severity is Severity.HIGH  # fails already at severity 0.25
     assert len(result.cells) == 4
     assert all(c.accuracy is not None for c in result.cells)
@@ -58,7 +65,9 @@ def test_evaluate_reports_without_raising_and_measures_accuracy(plain_cnn, digit
 def test_results_repeat_for_a_seed(plain_cnn, digits):
     x, _ = digits
     first = evaluate_invariance(plain_cnn, x, perturbations="image:gaussian_noise", severities=(1.0,), seed=5)
-    second = evaluate_invariance(plain_cnn, x, perturbations="image:gaussian_noise", severities=(1.0,), seed=5)
+    second = evaluate_invariance(
+        plain_cnn, x, perturbations="image:gaussian_noise", severities=(1.0,), seed=5
+    )
     assert first.cells == second.cells
 
 
@@ -86,18 +95,32 @@ def test_model_output_shape_is_checked(digits):
 
 def test_audio_invariance_on_the_tone_classifier(tones):
     model, waves, labels = tones
-    passing = evaluate_invariance(model, waves, perturbations=["audio:white_noise", "audio:reverb"],
-                                  severities=(0.25,), labels=labels, sample_rate=8000)
+    passing = evaluate_invariance(
+        model,
+        waves,
+        perturbations=["audio:white_noise", "audio:reverb"],
+        severities=(0.25,),
+        labels=labels,
+        sample_rate=8000,
+    )
     assert passing.ok, passing.table()
-    failing = evaluate_invariance(model, waves, perturbations="audio:white_noise", severities=(1.0,),
-                                  labels=labels, sample_rate=8000)
+    failing = evaluate_invariance(
+        model, waves, perturbations="audio:white_noise", severities=(1.0,), labels=labels, sample_rate=8000
+    )
     assert not failing.ok and failing.cells[0].agreement < 0.5
 
 
 def test_video_invariance_on_the_clip_classifier(clips):
     model, x, y, fps = clips
-    result = evaluate_invariance(model, x, perturbations=["video:frame_drop", "video:temporal_crop", "video:jpeg"],
-                                 severities=(0.5,), labels=y, fps=fps, min_agreement=0.85)
+    result = evaluate_invariance(
+        model,
+        x,
+        perturbations=["video:frame_drop", "video:temporal_crop", "video:jpeg"],
+        severities=(0.5,),
+        labels=y,
+        fps=fps,
+        min_agreement=0.85,
+    )
     assert result.ok, result.table()
     dark = evaluate_invariance(model, x, perturbations="video:brightness", severities=(1.0,), fps=fps)
     assert not dark.ok  # the colour-histogram half of the model depends on brightness

@@ -11,8 +11,10 @@ from pytest_aisp.multimodal.registry import get_perturbation, registry, severity
 
 RNG = np.random.default_rng(7)
 IMAGES = (RNG.random((3, 20, 28, 3)) * 255).astype(np.uint8)
-WAVES = (0.5 * np.sin(2 * np.pi * 440 * np.arange(4000) / 8000)[None].repeat(2, 0)
-         + 0.05 * RNG.standard_normal((2, 4000))).astype(np.float32)
+WAVES = (
+    0.5 * np.sin(2 * np.pi * 440 * np.arange(4000) / 8000)[None].repeat(2, 0)
+    + 0.05 * RNG.standard_normal((2, 4000))
+).astype(np.float32)
 CLIPS = (RNG.random((2, 5, 12, 16, 3)) * 255).astype(np.uint8)
 TEXTS = ["I do not think it is a good movie", "the cat sat on the warm mat today"]
 
@@ -22,8 +24,9 @@ def _sample(modality: str):
 
 
 def _apply(name: str, severity: float, seed: int = 0, backend: str = "native"):
-    return apply_perturbation(name, _sample(name.split(":")[0]), severity, seed=seed, backend=backend,
-                              sample_rate=8000, fps=10)
+    return apply_perturbation(
+        name, _sample(name.split(":")[0]), severity, seed=seed, backend=backend, sample_rate=8000, fps=10
+    )
 
 
 def _distance(a, b) -> float:
@@ -38,12 +41,39 @@ NAMES = [n for n in registry() if n not in SLOW_ONES]
 
 def test_registry_covers_the_issue_list():
     names = set(list_perturbations())
-    for short in ("blur", "gaussian_noise", "salt_pepper", "jpeg", "brightness", "contrast", "saturation",
-                  "rotation", "crop", "pad", "scale", "perspective", "pixelation", "overlay_text", "overlay_emoji",
-                  "meme_format", "occlusion"):
+    for short in (
+        "blur",
+        "gaussian_noise",
+        "salt_pepper",
+        "jpeg",
+        "brightness",
+        "contrast",
+        "saturation",
+        "rotation",
+        "crop",
+        "pad",
+        "scale",
+        "perspective",
+        "pixelation",
+        "overlay_text",
+        "overlay_emoji",
+        "meme_format",
+        "occlusion",
+    ):
         assert f"image:{short}" in names and f"video:{short}" in names
-    for short in ("white_noise", "pink_noise", "speed", "pitch_shift", "time_shift", "clipping", "lowpass",
-                  "highpass", "reverb", "mp3", "background"):
+    for short in (
+        "white_noise",
+        "pink_noise",
+        "speed",
+        "pitch_shift",
+        "time_shift",
+        "clipping",
+        "lowpass",
+        "highpass",
+        "reverb",
+        "mp3",
+        "background",
+    ):
         assert f"audio:{short}" in names
     for short in ("frame_drop", "frame_rate", "reencode", "temporal_crop"):
         assert f"video:{short}" in names
@@ -66,7 +96,9 @@ def test_perturbation_keeps_layout_is_seeded_and_changes_the_input(name):
     assert _distance(out, original) > 0, f"{name} at severity 0.8 left the input unchanged"
 
 
-@pytest.mark.parametrize("name", ["image:blur", "image:rotation", "audio:reverb", "video:frame_drop", "text:typos"])
+@pytest.mark.parametrize(
+    "name", ["image:blur", "image:rotation", "audio:reverb", "video:frame_drop", "text:typos"]
+)
 def test_severity_zero_is_identity(name):
     original = _sample(name.split(":")[0])
     out = _apply(name, 0.0)
@@ -74,15 +106,28 @@ def test_severity_zero_is_identity(name):
     assert out is not original
 
 
-@pytest.mark.parametrize("name", ["image:blur", "image:gaussian_noise", "image:brightness", "image:pixelation",
-                                  "image:occlusion", "audio:white_noise", "audio:lowpass", "audio:clipping"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "image:blur",
+        "image:gaussian_noise",
+        "image:brightness",
+        "image:pixelation",
+        "image:occlusion",
+        "audio:white_noise",
+        "audio:lowpass",
+        "audio:clipping",
+    ],
+)
 def test_stronger_severity_changes_more(name):
     original = _sample(name.split(":")[0])
     distances = [_distance(_apply(name, s), original) for s in (0.2, 0.5, 1.0)]
     assert distances[0] < distances[1] < distances[2], distances
 
 
-@pytest.mark.parametrize("name", ["image:gaussian_noise", "image:occlusion", "audio:white_noise", "text:typos"])
+@pytest.mark.parametrize(
+    "name", ["image:gaussian_noise", "image:occlusion", "audio:white_noise", "text:typos"]
+)
 def test_different_seeds_give_different_outputs(name):
     assert _distance(_apply(name, 0.7, seed=1), _apply(name, 0.7, seed=2)) > 0
 
@@ -90,14 +135,14 @@ def test_different_seeds_give_different_outputs(name):
 def test_float_images_round_trip_in_their_dtype():
     floats = IMAGES.astype(np.float32) / 255
     out = apply_perturbation("image:contrast", floats, 0.5)
-    assert out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
+    assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
     as_uint8 = apply_perturbation("image:contrast", IMAGES, 0.5)
     assert np.abs(out * 255 - as_uint8).max() <= 1.0
 
 
 def test_grayscale_and_rgba_images_are_supported():
     grey = IMAGES[..., :1]
-    rgba = np.concatenate([IMAGES, np.full(IMAGES.shape[:3] + (1,), 200, np.uint8)], axis=-1)
+    rgba = np.concatenate([IMAGES, np.full((*IMAGES.shape[:3], 1), 200, np.uint8)], axis=-1)
     for name in ("image:saturation", "image:overlay_emoji", "image:jpeg", "image:meme_format"):
         assert apply_perturbation(name, grey, 0.6, backend="native").shape == grey.shape
         out = apply_perturbation(name, rgba, 0.6, backend="native")
@@ -144,7 +189,10 @@ def test_video_temporal_operations_keep_frames_in_order():
 
 
 def test_defaults_expand_and_names_resolve():
-    assert [p.name for p in resolve_perturbations("image:default")][:2] == ["image:blur", "image:gaussian_noise"]
+    assert [p.name for p in resolve_perturbations("image:default")][:2] == [
+        "image:blur",
+        "image:gaussian_noise",
+    ]
     assert len(resolve_perturbations("audio:all")) == len([n for n in registry() if n.startswith("audio:")])
     assert resolve_perturbations(["image:blur", "image:blur"])[0].name == "image:blur"
 

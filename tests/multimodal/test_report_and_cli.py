@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pytest_aisp.cli import main
 from pytest_aisp.multimodal import report
@@ -103,19 +102,51 @@ def test_cli_applies_to_image_and_text_files(tmp_path, capsys):
 
     source = tmp_path / "in.png"
     Image.fromarray(np.full((20, 30, 3), 128, np.uint8)).save(source)
-    assert main(["multimodal", "apply", str(source), "-p", "image:occlusion", "-s", "1", "-o",
-                 str(tmp_path / "out.png")]) == 0
+    assert (
+        main(
+            [
+                "multimodal",
+                "apply",
+                str(source),
+                "-p",
+                "image:occlusion",
+                "-s",
+                "1",
+                "-o",
+                str(tmp_path / "out.png"),
+            ]
+        )
+        == 0
+    )
     with Image.open(tmp_path / "out.png") as out:
         assert np.asarray(out).min() == 0
     text = tmp_path / "in.txt"
     text.write_text("I do not know\nit is late\n")
-    assert main(["multimodal", "apply", str(text), "-p", "text:contractions", "-s", "1", "--backend", "native",
-                 "-o", str(tmp_path / "out.txt")]) == 0
+    assert (
+        main(
+            [
+                "multimodal",
+                "apply",
+                str(text),
+                "-p",
+                "text:contractions",
+                "-s",
+                "1",
+                "--backend",
+                "native",
+                "-o",
+                str(tmp_path / "out.txt"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "out.txt").read_text().splitlines() == ["I don't know", "it's late"]
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):
-    assert main(["multimodal", "apply", str(tmp_path / "missing.png"), "-p", "image:blur", "-o", "x.png"]) == 2
+    assert (
+        main(["multimodal", "apply", str(tmp_path / "missing.png"), "-p", "image:blur", "-o", "x.png"]) == 2
+    )
     assert main(["multimodal", "apply", str(tmp_path), "-p", "image:blurr", "-o", "x.png"]) == 2
     assert "Did you mean image:blur" in capsys.readouterr().err
 
@@ -125,9 +156,26 @@ def test_cli_end_to_end_in_a_subprocess(tmp_path):
 
     wav = tmp_path / "tone.wav"
     soundfile.write(str(wav), (0.3 * np.sin(np.arange(8000) * 0.3)).astype(np.float32), 8000)
-    run = subprocess.run([sys.executable, "-m", "pytest_aisp.cli", "multimodal", "apply", str(wav), "-p",
-                          "audio:reverb", "-s", "0.8", "-o", str(tmp_path / "out.wav")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_aisp.cli",
+            "multimodal",
+            "apply",
+            str(wav),
+            "-p",
+            "audio:reverb",
+            "-s",
+            "0.8",
+            "-o",
+            str(tmp_path / "out.wav"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     out, rate = soundfile.read(str(tmp_path / "out.wav"))
     assert rate == 8000 and len(out) == 8000
