@@ -25,32 +25,40 @@ OVERLAY_WORDS = ("SALE", "LOL", "FREE", "OK", "WOW", "NEW")
 
 def sample_bilinear(images: np.ndarray, ys: np.ndarray, xs: np.ndarray, fill: float = 0.0) -> np.ndarray:
     """Sample float images (N, H, W, C) at source coordinates ``ys``, ``xs`` ((h, w) each); outside: fill."""
-    height, width = images.shape[1:3]
-    y0 = np.floor(ys).astype(np.int64)
-    x0 = np.floor(xs).astype(np.int64)
-    wy = (ys - y0)[None, :, :, None].astype(np.float32)
-    wx = (xs - x0)[None, :, :, None].astype(np.float32)
-    out = np.zeros((images.shape[0], *ys.shape, images.shape[3]), dtype=np.float32)
-    for dy, dx, weight in (
-        (0, 0, (1 - wy) * (1 - wx)),
-        (0, 1, (1 - wy) * wx),
-        (1, 0, wy * (1 - wx)),
-        (1, 1, wy * wx),
-    ):
-        yy, xx = y0 + dy, x0 + dx
-        valid = ((yy >= 0) & (yy < height) & (xx >= 0) & (xx < width))[None, :, :, None]
-        gathered = images[:, np.clip(yy, 0, height - 1), np.clip(xx, 0, width - 1)]
-        out += weight * np.where(valid, gathered, fill)
-    return out
+    n, height, width, channels = images.shape
+    # a one-pixel border of ``fill`` lets outside coordinates clamp onto it instead of masking
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=fill)
+    flat = padded.reshape(n, (height + 2) * (width + 2), channels)
+    py = np.clip(ys.ravel() + 1.0, 0.0, height + 1.0)
+    px = np.clip(xs.ravel() + 1.0, 0.0, width + 1.0)
+    y0 = np.minimum(np.floor(py).astype(np.int64), height)
+    x0 = np.minimum(np.floor(px).astype(np.int64), width)
+    wy = (py - y0).astype(np.float32)[None, :, None]
+    wx = (px - x0).astype(np.float32)[None, :, None]
+    top_left = y0 * (width + 2) + x0
+    top = flat[:, top_left] * (1 - wx) + flat[:, top_left + 1] * wx
+    bottom = flat[:, top_left + width + 2] * (1 - wx) + flat[:, top_left + width + 3] * wx
+    return (top * (1 - wy) + bottom * wy).reshape(n, *ys.shape, channels)
+
+
+def _interpolate_axis(images: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """Linear resampling of ``images`` along ``axis`` to ``size`` samples, pixel centres aligned."""
+    length = images.shape[axis]
+    if length == size:
+        return images
+    position = np.clip((np.arange(size) + 0.5) * (length / size) - 0.5, 0, length - 1)
+    first = np.floor(position).astype(np.int64)
+    second = np.minimum(first + 1, length - 1)
+    shape = [1] * images.ndim
+    shape[axis] = size
+    weight = (position - first).astype(np.float32).reshape(shape)
+    low = np.take(images, first, axis=axis)
+    return low + (np.take(images, second, axis=axis) - low) * weight
 
 
 def resize_batch(images: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of float images (N, h, w, C) to (N, height, width, C), pixel centres aligned."""
-    h, w = images.shape[1:3]
-    ys = (np.arange(height) + 0.5) * (h / height) - 0.5
-    xs = (np.arange(width) + 0.5) * (w / width) - 0.5
-    grid_y, grid_x = np.meshgrid(np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1), indexing="ij")
-    return sample_bilinear(images, grid_y, grid_x)
+    """Bilinear resize of float images (N, h, w, C) to (N, height, width, C), separably along each axis."""
+    return _interpolate_axis(_interpolate_axis(images, 1, height), 2, width)
 
 
 def _warp(images: np.ndarray, inverse: np.ndarray, fill: float = 0.0) -> np.ndarray:
@@ -66,19 +74,27 @@ def _warp(images: np.ndarray, inverse: np.ndarray, fill: float = 0.0) -> np.ndar
 
 
 def _per_image(images: np.ndarray, function: Any) -> np.ndarray:
-    """Run a PIL-based ``function(pil, i) -> pil`` over uint8 images and stack the results as float."""
+    """Run a PIL-based ``function(pil, i) -> pil`` over uint8 images (N, H, W, C); same size and dtype out."""
     from PIL import Image
 
-    out = np.empty(images.shape, dtype=np.float32)
+    out = np.empty_like(images)
     channels = images.shape[3]
-    for i, image in enumerate(np.clip(np.rint(images), 0, 255).astype(np.uint8)):
+    for i, image in enumerate(images):
         pil = Image.fromarray(image[..., 0] if channels == 1 else image)
         result = function(pil, i)
         if result.size != (images.shape[2], images.shape[1]):
             result = result.resize((images.shape[2], images.shape[1]), Image.BILINEAR)
-        arr = np.asarray(result.convert(pil.mode), dtype=np.float32)
+        arr = np.asarray(result.convert(pil.mode))
         out[i] = arr[..., None] if channels == 1 else arr
     return out
+
+
+def _as_uint8(batch: np.ndarray) -> np.ndarray:
+    return batch if batch.dtype == np.uint8 else from_float255(to_float255(batch), np.empty(0, np.uint8))
+
+
+def _from_uint8(images: np.ndarray, like: np.ndarray) -> np.ndarray:
+    return images if like.dtype == np.uint8 else (images.astype(np.float32) / 255.0).astype(like.dtype)
 
 
 def _native(function: Any) -> Any:
@@ -93,14 +109,25 @@ def _native(function: Any) -> Any:
     return run
 
 
+def _native_uint8(function: Any) -> Any:
+    """Wrap a per-image Pillow ``function(uint8 batch, params, rng)`` into a NativeFunction."""
+
+    def run(
+        batch: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator, context: Context
+    ) -> np.ndarray:
+        return _from_uint8(function(_as_uint8(batch), params, rng), batch)
+
+    return run
+
+
 def _augly(call: Any) -> Any:
     """Wrap ``call(imaugs, pil, params, i, seed) -> pil`` (AugLy, image by image) into an AuglyFunction."""
 
     def run(batch: np.ndarray, params: Mapping[str, Any], seed: int, context: Context) -> np.ndarray:
         import augly.image as imaugs
 
-        rgb = to_float255(batch)
-        return from_float255(_per_image(rgb, lambda pil, i: call(imaugs, pil, params, i, seed)), batch)
+        out = _per_image(_as_uint8(batch), lambda pil, i: call(imaugs, pil, params, i, seed))
+        return _from_uint8(out, batch)
 
     return run
 
@@ -441,6 +468,9 @@ def _a_overlay_emoji(m: Any, pil: Any, p: Mapping[str, Any], i: int, seed: int) 
     )
 
 
+PILLOW_OPS = {_jpeg}  # per image through Pillow on uint8: no batched form exists
+
+
 def _perturbation(
     name: str, mapping: str, params: Any, native: Any, augly: Any = None, **kw: Any
 ) -> Perturbation:
@@ -449,7 +479,7 @@ def _perturbation(
         name=f"image:{name}",
         mapping=mapping,
         parameters=parameters,
-        native=_native(native),
+        native=_native_uint8(native) if native in PILLOW_OPS else _native(native),
         augly=_augly(augly) if augly else None,
         **kw,
     )
@@ -548,7 +578,6 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
         _params_overlay_text,
         _overlay_text,
         _a_overlay_text,
-        prefer_augly=True,
     ),
     _perturbation(
         "overlay_emoji",
@@ -556,7 +585,6 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
         _params_overlay_emoji,
         _overlay_emoji,
         _a_overlay_emoji,
-        prefer_augly=True,
     ),
     _perturbation(
         "meme_format",

@@ -109,7 +109,7 @@ def to_float255(images: np.ndarray) -> np.ndarray:
 
 def from_float255(values: np.ndarray, like: np.ndarray) -> np.ndarray:
     """Back to ``like``'s dtype and scale, clipped to the valid range."""
-    values = np.clip(values, 0.0, 255.0)
+    values = np.clip(values, 0.0, 255.0, out=values if values.dtype == np.float32 else None)
     if like.dtype == np.uint8:
-        return np.rint(values).astype(np.uint8)
+        return np.rint(values, out=values).astype(np.uint8)
     return (values / 255.0).astype(like.dtype)

@@ -49,7 +49,6 @@ class Perturbation:
     native: NativeFunction
     augly: AuglyFunction | None = None
     batched: bool = True
-    prefer_augly: bool = False
     augly_note: str = ""
     tags: frozenset[str] = field(default_factory=frozenset)
 
@@ -170,7 +169,7 @@ def choose_backend(perturbation: Perturbation, backend: str) -> str:
 
             require("augly.image", "augly", "Debian/Ubuntu also need: apt-get install -y libmagic1")
         return "augly"
-    return "augly" if perturbation.prefer_augly and augly_available() else "native"
+    return "augly" if augly_available() else "native"
 
 
 def apply_perturbation(
@@ -228,6 +227,6 @@ def severity_table(perturbations: Sequence[Perturbation] | None = None) -> list[
         if p.augly is None:
             note = "native" + (f" ({p.augly_note})" if p.augly_note else "")
         else:
-            note = "augly first" if p.prefer_augly else "native first, augly available"
+            note = "augly (native without it)"
         rows.append((p.name, note, p.mapping))
     return rows

@@ -214,7 +214,6 @@ def _text(name: str, mapping: str, params: Any, native: Any, augly: Any = None, 
         native=native,
         augly=_augly(augly) if augly else None,
         batched=False,
-        prefer_augly=augly is not None,
         **kw,
     )
 

@@ -54,7 +54,6 @@ def _per_frame(image: Perturbation) -> Perturbation:
         native=native,
         augly=augly,
         batched=image.batched,
-        prefer_augly=image.prefer_augly,
         augly_note=image.augly_note,
     )
 

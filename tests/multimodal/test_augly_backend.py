@@ -103,7 +103,9 @@ def test_broken_augly_functions_run_native(name):
     assert out.shape == (1, 32, 32, 3)
 
 
-def test_auto_prefers_augly_only_for_its_assets():
+def test_auto_uses_augly_where_it_works():
     assert choose_backend(get_perturbation("image:overlay_emoji"), "auto") == "augly"
-    assert choose_backend(get_perturbation("image:brightness"), "auto") == "native"
+    assert choose_backend(get_perturbation("image:brightness"), "auto") == "augly"
     assert choose_backend(get_perturbation("text:typos"), "auto") == "augly"
+    assert choose_backend(get_perturbation("image:occlusion"), "auto") == "native"  # AugLy has none
+    assert choose_backend(get_perturbation("image:brightness"), "native") == "native"
