@@ -140,7 +140,10 @@ def _luminance(x: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma as Pillow's ``convert("L")`` computes it, shape (N, H, W, 1)."""
     if x.shape[3] == 1:
         return x
-    return x[..., 0:1] * 0.299 + x[..., 1:2] * 0.587 + x[..., 2:3] * 0.114
+    grey = x[..., 0:1] * np.float32(0.299)
+    grey += x[..., 1:2] * np.float32(0.587)
+    grey += x[..., 2:3] * np.float32(0.114)
+    return grey
 
 
 # --- the operations ---------------------------------------------------------------------------
@@ -152,14 +155,22 @@ def _blur(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.n
     return gaussian_filter(x, sigma=(0, p["radius"], p["radius"], 0), mode="nearest")
 
 
+# The float operations below own ``x`` (a fresh copy made by the wrapper) and work in place:
+# fewer large temporaries, which is most of the cost on small images.
+
+
 def _gaussian_noise(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
-    return x + rng.standard_normal(x.shape, dtype=np.float32) * (p["std"] * 255.0)
+    noise = rng.standard_normal(x.shape, dtype=np.float32)
+    noise *= p["std"] * 255.0
+    x += noise
+    return x
 
 
 def _salt_pepper(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
-    draw = rng.random(x.shape[:3], dtype=np.float32)[..., None]
-    out = np.where(draw < p["amount"] / 2, 0.0, x)
-    return np.where(draw > 1 - p["amount"] / 2, 255.0, out)
+    draw = rng.random(x.shape[:3], dtype=np.float32)
+    x[draw < p["amount"] / 2] = 0.0
+    x[draw > 1 - p["amount"] / 2] = 255.0
+    return x
 
 
 def _jpeg(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
@@ -176,15 +187,18 @@ def _jpeg(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.n
 
 
 def _brightness(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
-    factor = np.asarray(p["factor"], dtype=np.float32).reshape(-1, 1, 1, 1)
-    return x * factor
+    x *= np.asarray(p["factor"], dtype=np.float32).reshape(-1, 1, 1, 1)
+    return x
 
 
 def _contrast(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
     factor = np.asarray(p["factor"], dtype=np.float32).reshape(-1, 1, 1, 1)
     # Pillow blends with the image's mean grey level, rounded as it does.
-    mean = np.floor(_luminance(x).mean(axis=(1, 2, 3), keepdims=True) + 0.5)
-    return mean + factor * (x - mean)
+    mean = np.floor(_luminance(x).mean(axis=(1, 2, 3), keepdims=True) + 0.5).astype(np.float32)
+    x -= mean
+    x *= factor
+    x += mean
+    return x
 
 
 def _saturation(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
@@ -193,8 +207,10 @@ def _saturation(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -
     factor = np.asarray(p["factor"], dtype=np.float32).reshape(-1, 1, 1, 1)
     grey = _luminance(x)
     color = x[..., :3]
-    out = grey + factor * (color - grey)
-    return np.concatenate([out, x[..., 3:]], axis=3) if x.shape[3] == 4 else out
+    color -= grey
+    color *= factor
+    color += grey
+    return x
 
 
 def _rotation_matrix(height: int, width: int, degrees: float) -> np.ndarray:
