@@ -266,6 +266,5 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
         "swap the case of a fraction 0.5·s of characters",
         lambda s: {"char_p": 0.5 * s},
         _case,
-        augly_note="native only",
     ),
 )
