@@ -242,3 +242,16 @@ def test_reencode_through_ffmpeg_degrades_with_bitrate():
     high = apply_perturbation("video:reencode", CLIPS, 0.1, fps=10)
     assert low.shape == CLIPS.shape and low.dtype == np.uint8
     assert _distance(low, CLIPS) > _distance(high, CLIPS) > 0
+
+
+def test_importing_the_module_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pytest_aisp.multimodal, pytest_aisp.multimodal.registry; "
+        "heavy = [m for m in ('scipy', 'PIL', 'augly', 'torch', 'hypothesis') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
