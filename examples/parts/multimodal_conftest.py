@@ -40,14 +40,14 @@ def multimodal_fixtures() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def digit_images(multimodal_fixtures: ModuleType) -> tuple[np.ndarray, np.ndarray]:
+def mm_digit_images(multimodal_fixtures: ModuleType) -> tuple[np.ndarray, np.ndarray]:
     """Held-out digit images (N, 24, 24, 3) uint8 and their labels."""
     data = np.load(multimodal_fixtures.GENERATED / "digits_test.npz")
     return data["x"][:150], data["y"][:150]
 
 
 @pytest.fixture(scope="session")
-def digit_classifier(multimodal_fixtures: ModuleType) -> Any:
+def mm_digit_classifier(multimodal_fixtures: ModuleType) -> Any:
     """The production digit classifier: trained with brightness and contrast augmentation."""
     return multimodal_fixtures.DigitsCNN(
         multimodal_fixtures.GENERATED / "digits_augmented.pt", "digits_augmented.pt"
@@ -55,13 +55,13 @@ def digit_classifier(multimodal_fixtures: ModuleType) -> Any:
 
 
 @pytest.fixture(scope="session")
-def legacy_digit_classifier(multimodal_fixtures: ModuleType) -> Any:
+def mm_legacy_digit_classifier(multimodal_fixtures: ModuleType) -> Any:
     """The previous digit classifier, trained on clean images only (known to be brightness-sensitive)."""
     return multimodal_fixtures.DigitsCNN(multimodal_fixtures.GENERATED / "digits_plain.pt", "digits_plain.pt")
 
 
 @pytest.fixture(scope="session")
-def tone_classifier(multimodal_fixtures: ModuleType) -> tuple[Any, np.ndarray, np.ndarray]:
+def mm_tone_classifier(multimodal_fixtures: ModuleType) -> tuple[Any, np.ndarray, np.ndarray]:
     """The tone/chirp classifier with its held-out 8 kHz waveforms and labels."""
     data = np.load(multimodal_fixtures.GENERATED / "tones.npz")
     return (
@@ -72,8 +72,10 @@ def tone_classifier(multimodal_fixtures: ModuleType) -> tuple[Any, np.ndarray, n
 
 
 @pytest.fixture(scope="session")
-def image_caption_model(multimodal_fixtures: ModuleType, digit_images: tuple[np.ndarray, np.ndarray]) -> Any:
+def mm_image_caption_model(
+    multimodal_fixtures: ModuleType, mm_digit_images: tuple[np.ndarray, np.ndarray]
+) -> Any:
     """The image + caption model with matching samples: (model, {"image": ..., "text": ...}, labels)."""
-    x, y = digit_images
+    x, y = mm_digit_images
     samples = {"image": x[:80], "text": multimodal_fixtures.captions_for(y[:80])}
     return multimodal_fixtures.load_image_caption_model(), samples, y[:80]

@@ -9,10 +9,10 @@ from pytest_aisp import InvarianceFailure
 
 
 @pytest.mark.aisp_multimodal
-def test_digit_classifier_is_invariant_to_lighting(digit_classifier, digit_images):
-    images, labels = digit_images
+def test_digit_classifier_is_invariant_to_lighting(mm_digit_classifier, mm_digit_images):
+    images, labels = mm_digit_images
     pytest_aisp.assert_invariant(
-        digit_classifier,
+        mm_digit_classifier,
         images,
         perturbations=["image:brightness", "image:contrast", "image:jpeg"],
         severities=(0.25, 0.5, 1.0),
@@ -23,16 +23,16 @@ def test_digit_classifier_is_invariant_to_lighting(digit_classifier, digit_image
 
 @pytest.mark.aisp_multimodal
 @pytest.mark.xfail(strict=True, raises=InvarianceFailure, reason="trained without brightness augmentation")
-def test_legacy_digit_classifier_breaks_under_brightness(legacy_digit_classifier, digit_images):
-    images, labels = digit_images
+def test_legacy_digit_classifier_breaks_under_brightness(mm_legacy_digit_classifier, mm_digit_images):
+    images, labels = mm_digit_images
     pytest_aisp.assert_invariant(
-        legacy_digit_classifier, images, perturbations="image:brightness", labels=labels, min_agreement=0.9
+        mm_legacy_digit_classifier, images, perturbations="image:brightness", labels=labels, min_agreement=0.9
     )
 
 
 @pytest.mark.aisp_multimodal
-def test_tone_classifier_survives_mild_channel_noise(tone_classifier):
-    model, waves, labels = tone_classifier
+def test_tone_classifier_survives_mild_channel_noise(mm_tone_classifier):
+    model, waves, labels = mm_tone_classifier
     pytest_aisp.assert_invariant(
         model,
         waves,
@@ -45,8 +45,8 @@ def test_tone_classifier_survives_mild_channel_noise(tone_classifier):
 
 
 @pytest.mark.aisp_multimodal
-def test_image_caption_model_resists_coordinated_edits(image_caption_model):
-    model, samples, _ = image_caption_model
+def test_image_caption_model_resists_coordinated_edits(mm_image_caption_model):
+    model, samples, _ = mm_image_caption_model
     pytest_aisp.assert_cross_modal_consistent(
         model,
         samples,
@@ -59,8 +59,8 @@ def test_image_caption_model_resists_coordinated_edits(image_caption_model):
 @pytest.mark.xfail(
     strict=True, raises=InvarianceFailure, reason="blur + invisible characters break the fusion"
 )
-def test_image_caption_model_cross_modal_weakness(image_caption_model):
-    model, samples, _ = image_caption_model
+def test_image_caption_model_cross_modal_weakness(mm_image_caption_model):
+    model, samples, _ = mm_image_caption_model
     pytest_aisp.assert_cross_modal_consistent(
         model,
         samples,
@@ -70,8 +70,8 @@ def test_image_caption_model_cross_modal_weakness(image_caption_model):
 
 
 @pytest.mark.aisp_multimodal
-def test_image_caption_model_notices_contradicting_captions(image_caption_model):
-    model, samples, labels = image_caption_model
+def test_image_caption_model_notices_contradicting_captions(mm_image_caption_model):
+    model, samples, labels = mm_image_caption_model
     pytest_aisp.assert_mismatch_detected(
         model.match_score, samples, swap="text", labels=labels, min_detection=0.9, max_false_alarm=0.1
     )
