@@ -2,6 +2,8 @@
 
 Every operation keeps the image size, so the model can take the result: geometric operations
 (crop, pad, scale, rotation, perspective, meme format) resample back onto the original grid.
+JPEG, rotation and perspective run image by image through Pillow's C code, which is faster than
+a numpy gather over the batch; the others are batched.
 Pixels are handled as float32 on the 0-255 scale and returned in the input's dtype.
 """
 
@@ -23,24 +25,6 @@ OVERLAY_WORDS = ("SALE", "LOL", "FREE", "OK", "WOW", "NEW")
 # --- resampling helpers -------------------------------------------------------------------------
 
 
-def sample_bilinear(images: np.ndarray, ys: np.ndarray, xs: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """Sample float images (N, H, W, C) at source coordinates ``ys``, ``xs`` ((h, w) each); outside: fill."""
-    n, height, width, channels = images.shape
-    # a one-pixel border of ``fill`` lets outside coordinates clamp onto it instead of masking
-    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=fill)
-    flat = padded.reshape(n, (height + 2) * (width + 2), channels)
-    py = np.clip(ys.ravel() + 1.0, 0.0, height + 1.0)
-    px = np.clip(xs.ravel() + 1.0, 0.0, width + 1.0)
-    y0 = np.minimum(np.floor(py).astype(np.int64), height)
-    x0 = np.minimum(np.floor(px).astype(np.int64), width)
-    wy = (py - y0).astype(np.float32)[None, :, None]
-    wx = (px - x0).astype(np.float32)[None, :, None]
-    top_left = y0 * (width + 2) + x0
-    top = flat[:, top_left] * (1 - wx) + flat[:, top_left + 1] * wx
-    bottom = flat[:, top_left + width + 2] * (1 - wx) + flat[:, top_left + width + 3] * wx
-    return (top * (1 - wy) + bottom * wy).reshape(n, *ys.shape, channels)
-
-
 def _interpolate_axis(images: np.ndarray, axis: int, size: int) -> np.ndarray:
     """Linear resampling of ``images`` along ``axis`` to ``size`` samples, pixel centres aligned."""
     length = images.shape[axis]
@@ -59,18 +43,6 @@ def _interpolate_axis(images: np.ndarray, axis: int, size: int) -> np.ndarray:
 def resize_batch(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of float images (N, h, w, C) to (N, height, width, C), separably along each axis."""
     return _interpolate_axis(_interpolate_axis(images, 1, height), 2, width)
-
-
-def _warp(images: np.ndarray, inverse: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """Apply a projective map given as the 3x3 matrix from output (x, y, 1) to source coordinates."""
-    height, width = images.shape[1:3]
-    grid_y, grid_x = np.meshgrid(
-        np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij"
-    )
-    coords = np.stack([grid_x.ravel(), grid_y.ravel(), np.ones(grid_x.size)])
-    src = inverse @ coords
-    src = src[:2] / src[2:3]
-    return sample_bilinear(images, src[1].reshape(height, width), src[0].reshape(height, width), fill)
 
 
 def _per_image(images: np.ndarray, function: Any) -> np.ndarray:
@@ -233,16 +205,11 @@ def _saturation(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -
     return x
 
 
-def _rotation_matrix(height: int, width: int, degrees: float) -> np.ndarray:
-    theta = np.deg2rad(degrees)
-    cy, cx = (height - 1) / 2, (width - 1) / 2
-    cos, sin = np.cos(theta), np.sin(theta)
-    # output -> source: rotate back around the centre
-    return np.array([[cos, -sin, cx - cos * cx + sin * cy], [sin, cos, cy - sin * cx - cos * cy], [0, 0, 1]])
-
-
 def _rotation(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
-    return _warp(x, _rotation_matrix(x.shape[1], x.shape[2], p["degrees"]))
+    from PIL import Image
+
+    # Pillow's C warp beats a numpy gather on uint8 images, so geometric warps go image by image
+    return _per_image(x, lambda pil, i: pil.rotate(p["degrees"], resample=Image.BILINEAR))
 
 
 def _crop(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
@@ -277,11 +244,16 @@ def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def _perspective(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
+    from PIL import Image
+
     height, width = x.shape[1:3]
     corners = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], dtype=np.float64)
     moved = corners + np.asarray(p["offsets"]) * np.array([width, height])
-    # the output grid is the moved quadrilateral; sample the source through the inverse map
-    return _warp(x, _homography(moved, corners))
+    # the output grid is the moved quadrilateral; Pillow samples the source through the inverse map
+    coefficients = tuple(_homography(moved, corners).ravel()[:8])
+    return _per_image(
+        x, lambda pil, i: pil.transform(pil.size, Image.PERSPECTIVE, coefficients, resample=Image.BILINEAR)
+    )
 
 
 def _pixelation(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
@@ -504,7 +476,7 @@ def _a_overlay_emoji(m: Any, pil: Any, p: Mapping[str, Any], i: int, seed: int) 
     )
 
 
-PILLOW_OPS = {_jpeg}  # per image through Pillow on uint8: no batched form exists
+PILLOW_OPS = {_jpeg, _rotation, _perspective}  # per image through Pillow on uint8 (faster in C)
 
 
 def _perturbation(
