@@ -291,14 +291,23 @@ def _text_mask(height: int, width: int, text: str, size: float, x_pos: float, y_
 
 
 def _blend(x: np.ndarray, alpha: np.ndarray, color: np.ndarray) -> np.ndarray:
-    """Composite ``color`` over ``x`` with ``alpha`` ((H, W) or (N, H, W)), batched."""
-    alpha = alpha[None, ..., None] if alpha.ndim == 2 else alpha[..., None]
-    color = np.broadcast_to(np.asarray(color, dtype=np.float32), (*x.shape[:-1], 3))
-    channels = x.shape[3]
-    paint = color.mean(axis=-1, keepdims=True) if channels == 1 else color
-    if channels == 4:
-        paint = np.concatenate([paint, x[..., 3:]], axis=3)
-    return x * (1 - alpha) + paint * alpha
+    """Composite ``color`` ((3,) or (H, W, 3)) over the batch ``x`` with ``alpha`` (H, W), in place.
+
+    Only the box that ``alpha`` covers is touched; an RGBA image keeps its alpha channel.
+    """
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if rows.size == 0:
+        return x
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    weight = alpha[box].astype(np.float32)[None, :, :, None]
+    paint = np.asarray(color, dtype=np.float32)
+    paint = paint[box] if paint.ndim == 3 else paint
+    if x.shape[3] == 1:
+        paint = paint.mean(axis=-1, keepdims=True)
+    target = x[:, box[0], box[1], : min(3, x.shape[3])]
+    target *= 1 - weight
+    target += paint * weight
+    return x
 
 
 def _overlay_text(x: np.ndarray, p: Mapping[str, Any], rng: np.random.Generator) -> np.ndarray:
