@@ -154,3 +154,39 @@ def test_find_breaking_severity_takes_one_example(plain_cnn, digits):
     x, _ = digits
     with pytest.raises(AispError, match="one example"):
         find_breaking_severity(plain_cnn, x[:3], "image:blur")
+
+
+def test_text_invariance_on_the_caption_classifier(image_caption):
+    model, samples, labels = image_caption
+
+    def caption_model(texts):
+        return model.captions.probabilities(texts)
+
+    caption_model.name = "captions"
+    texts = samples["text"]
+    kept = evaluate_invariance(
+        caption_model, texts, perturbations="text:contractions", severities=(1.0,), labels=labels
+    )
+    assert kept.ok
+    broken = evaluate_invariance(
+        caption_model,
+        texts,
+        perturbations=["text:zero_width", "text:typos"],
+        severities=(1.0,),
+        labels=labels,
+        backend="native",
+    )
+    assert {f.evidence["perturbation"] for f in broken.findings} == {"text:zero_width", "text:typos"}
+
+
+def test_augly_backend_missing_names_the_extra(monkeypatch):
+    import sys
+
+    from pytest_aisp.findings import BackendMissing
+    from pytest_aisp.multimodal.registry import choose_backend, get_perturbation
+
+    monkeypatch.setitem(sys.modules, "augly.image", None)  # import fails as if AugLy were absent
+    monkeypatch.setitem(sys.modules, "augly", None)
+    with pytest.raises(BackendMissing, match=r"pytest-aisp\[augly\]"):
+        choose_backend(get_perturbation("image:blur"), "augly")
+    assert choose_backend(get_perturbation("image:blur"), "auto") == "native"
