@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "Perturbation": "registry",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "list_perturbations"])
 
 
 def __getattr__(name: str) -> Any:
