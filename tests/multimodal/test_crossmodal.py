@@ -112,3 +112,35 @@ def test_mismatch_needs_something_to_contradict(image_caption):
     model, samples, _ = image_caption
     with pytest.raises(AispError, match="same label"):
         evaluate_mismatch(model.match_score, samples, labels=np.zeros(len(samples["text"])))
+
+
+def test_audio_and_transcript_model(tones, mm):
+    classifier, waves, labels = tones
+    words = {"low": 0, "high": 1, "rising": 2, "falling": 3}
+    transcripts = [f"a {name} sound" for name in np.array(list(words))[labels]]
+    text_model = mm.CaptionClassifier(words)
+
+    def audio_transcript(samples):
+        scores = classifier(samples["audio"])
+        p_audio = np.exp(scores - scores.max(axis=1, keepdims=True))
+        p_audio /= p_audio.sum(axis=1, keepdims=True)
+        p_text = text_model.probabilities(samples["text"])[:, :4]
+        return np.log(p_audio + 1e-9) + np.log(p_text + 1e-9)
+
+    samples = {"audio": waves, "text": transcripts}
+    result = evaluate_cross_modal(
+        audio_transcript,
+        samples,
+        perturb={"audio": "audio:white_noise", "text": "text:typos"},
+        severities=(0.25, 1.0),
+        sample_rate=8000,
+        max_joint_only=1.0,
+        backend="native",
+    )
+    mild, strong = result.cells
+    assert mild.agreement["audio+text"] == 1.0
+    assert strong.agreement["audio"] < 1.0 or strong.agreement["audio+text"] < 1.0
+    with pytest.raises(AispError, match="sample_rate"):
+        evaluate_cross_modal(
+            audio_transcript, samples, perturb={"audio": "audio:reverb", "text": "text:typos"}
+        )
