@@ -26,6 +26,7 @@ import html
 import json
 import re
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -379,13 +380,23 @@ class ChatHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class AppServer(ThreadingHTTPServer):
+    """The app's HTTP server: a deeper accept queue for concurrency runs, and quiet when a client hangs up."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that gives up (timeout, no retries) resets the connection: that is not the app's error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def make_server(config: AppConfig, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """A server for ``config`` (port 0 picks a free one); call ``serve_forever`` to run it."""
     handler = type("BoundChatHandler", (ChatHandler,), {"state": AppState(config)})
-    ThreadingHTTPServer.request_queue_size = 128
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return AppServer((host, port), handler)
 
 
 @contextlib.contextmanager

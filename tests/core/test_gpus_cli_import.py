@@ -19,6 +19,14 @@ pathlib.Path("gpu-" + worker + ".json").write_text(json.dumps(os.environ.get("CU
 """
 
 
+@pytest.fixture(autouse=True)
+def _not_inside_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pytest these tests start is a controller, even when this suite itself runs under xdist."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_TESTRUNUID", raising=False)
+
+
 def _worker_map(pytester: pytest.Pytester) -> dict[str, str]:
     return {p.stem[4:]: json.loads(p.read_text()) for p in pytester.path.glob("gpu-gw*.json")}
 
