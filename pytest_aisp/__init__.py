@@ -30,7 +30,7 @@ from pytest_aisp.verdict import decide, enforce
 __version__ = "0.1.0"
 
 # Module packages whose ``__all__`` names are re-exported lazily from here.
-MODULES: tuple[str, ...] = ("scan", "robust", "llm", "nlp", "multimodal", "supply", "monitor")
+MODULES: tuple[str, ...] = ("scan", "robust", "llm", "nlp", "multimodal", "supply", "monitor", "dashboard")
 
 __all__ = [
     "MODULES",

@@ -52,6 +52,13 @@ def _url(value: str) -> str:
     return text
 
 
+def _history(value: str) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("expected a path or sqlite:/// URL")
+    return text
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One ``--aisp-NAME`` option with its ini key ``aisp_NAME`` and ``[tool.aisp] NAME`` key."""
@@ -91,6 +98,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("sonar", "write a SonarQube generic issue report to PATH", _path, "a path", "PATH"),
     OptionSpec("report_dir", "write aisp-findings.json (for baselines and history) into DIR", _path,
                "a directory", "DIR"),
+    OptionSpec("history", "record this run into the dashboard history (a path or sqlite:/// URL)", _history,
+               "a path or sqlite:/// URL", "URL"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -112,6 +121,7 @@ class Settings:
     sarif: Path | None = None
     sonar: Path | None = None
     report_dir: Path | None = None
+    history: str | None = None
     tool: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -153,9 +163,9 @@ def parse_option(spec: OptionSpec, raw: Any, source: str) -> Any:
     try:
         return spec.parse(raw)
     except (TypeError, ValueError) as exc:
-        raise SettingError(
-            f"{spec.flag} (from {source}) got {raw!r}: {exc}; allowed: {spec.allowed}"
-        ) from None
+        reason = str(exc)
+        allowed = "" if spec.allowed in reason or "use one of" in reason else f"; allowed: {spec.allowed}"
+        raise SettingError(f"{spec.flag} (from {source}) got {raw!r}: {reason}{allowed}") from None
 
 
 def resolve_settings(

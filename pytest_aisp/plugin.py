@@ -72,7 +72,6 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--aisp-baseline: {exc}") from None
     set_policy(Policy(fail_on=settings.fail_on, baseline=baseline))
     report_session.start(config, settings)
-    _register_hypothesis_profile()
 
 
 def _register_hypothesis_profile() -> None:
@@ -84,6 +83,9 @@ def _register_hypothesis_profile() -> None:
         HYPOTHESIS_CI_PROFILE, derandomize=True, database=None, deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
+
+
+_register_hypothesis_profile()
 
 
 def _resolve(config: pytest.Config) -> Settings:

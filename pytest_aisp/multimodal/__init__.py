@@ -1,3 +1,50 @@
-"""multimodal module."""
+"""Multimodal robustness: image, audio, video and text perturbations, invariance and cross-modal checks.
 
-__all__: list[str] = []
+The names below load on first use, so ``import pytest_aisp.multimodal`` stays light (no scipy,
+Pillow, Hypothesis or AugLy until a check runs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "evaluate_invariance": "invariance",
+    "assert_invariant": "invariance",
+    "find_breaking_severity": "invariance",
+    "assert_breaking_severity": "invariance",
+    "InvarianceResult": "invariance",
+    "InvarianceCell": "invariance",
+    "FailingExample": "invariance",
+    "BreakingSeverity": "invariance",
+    "evaluate_cross_modal": "crossmodal",
+    "assert_cross_modal_consistent": "crossmodal",
+    "evaluate_mismatch": "crossmodal",
+    "assert_mismatch_detected": "crossmodal",
+    "mismatched_samples": "crossmodal",
+    "CrossModalResult": "crossmodal",
+    "MismatchResult": "crossmodal",
+    "apply_perturbation": "registry",
+    "perturbation_parameters": "registry",
+    "get_perturbation": "registry",
+    "resolve_perturbations": "registry",
+    "Perturbation": "registry",
+}
+
+__all__ = sorted([*_EXPORTS, "list_perturbations"])
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pytest_aisp.multimodal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pytest_aisp.multimodal.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def list_perturbations() -> list[str]:
+    """Every perturbation name (``image:blur`` ...)."""
+    from pytest_aisp.multimodal.registry import registry
+
+    return list(registry())

@@ -1,3 +1,46 @@
-"""nlp module."""
+"""NLP security: adversarial text attacks, augmentation and bias checks for text classifiers.
 
-__all__: list[str] = []
+Public names resolve lazily, so ``import pytest_aisp.nlp`` loads neither numpy-heavy engines nor
+scikit-learn, NLTK or TextAttack.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "TextClassifier": "classifier",
+    "as_text_classifier": "classifier",
+    "TextConstraints": "attack",
+    "AdversarialText": "attack",
+    "TextRobustnessResult": "attack",
+    "evaluate_text_robustness": "attack",
+    "assert_text_robust": "attack",
+    "character_diff": "attack",
+    "local_sentence_encoder": "attack",
+    "augment_texts": "augment",
+    "CounterfactualPair": "bias",
+    "CounterfactualResult": "bias",
+    "GroupMetricsResult": "bias",
+    "evaluate_counterfactual_fairness": "bias",
+    "assert_counterfactual_fair": "bias",
+    "evaluate_group_metrics": "bias",
+    "group_of_terms": "bias",
+    "text_edits": "strategies",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_aisp.nlp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pytest_aisp.nlp.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

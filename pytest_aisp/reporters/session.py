@@ -40,7 +40,17 @@ class ReportState:
     is_worker: bool
     entries: list[ReportedFinding] = field(default_factory=list)
     outcomes: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JsonReport:
+    """What an aisp JSON report holds: every finding entry, each test's outcome and metrics."""
+
+    entries: tuple[ReportedFinding, ...]
+    outcomes: dict[str, str]
+    metrics: dict[str, dict[str, float]]
 
 
 STATE_KEY = pytest.StashKey[ReportState]()
@@ -110,6 +120,8 @@ def attach_to_report(item: pytest.Item, report: pytest.TestReport, record: TestR
     if state is not None:
         state.entries.extend(entries)
         state.outcomes[item.nodeid] = item.stash.get(OUTCOME_KEY, "passed")
+        if record.metrics:
+            state.metrics[item.nodeid] = dict(record.metrics)
 
 
 def section_text(findings: list[Finding]) -> str:
@@ -159,6 +171,7 @@ def merge_worker(node: Any) -> None:
     data = json.loads(payload)
     state.entries.extend(ReportedFinding.from_dict(e) for e in data["entries"])
     state.outcomes.update(data["outcomes"])
+    state.metrics.update(data["metrics"])
 
 
 def finish(session: pytest.Session) -> None:
@@ -167,7 +180,8 @@ def finish(session: pytest.Session) -> None:
     if state is None:
         return
     if state.is_worker:
-        payload = {"entries": [e.to_dict() for e in state.entries], "outcomes": state.outcomes}
+        payload = {"entries": [e.to_dict() for e in state.entries], "outcomes": state.outcomes,
+                   "metrics": state.metrics}
         config.workeroutput[WORKER_KEY] = json.dumps(payload)  # type: ignore[attr-defined]
         return
     settings = state.settings
@@ -184,6 +198,15 @@ def finish(session: pytest.Session) -> None:
             path = settings.resolve(settings.report_dir) / JSON_REPORT_NAME
             write_json_report(path, state)
             state.written.append(f"findings {path}")
+        if settings.history:
+            from pytest_aisp.dashboard.ingest import record_session
+
+            url = settings.history
+            if "://" not in url:
+                url = str(settings.resolve(Path(url)))
+            run_id = record_session(url, settings.rootdir, entries=state.entries, outcomes=state.outcomes,
+                                    metrics=state.metrics)
+            state.written.append(f"history run {run_id} into {url}")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if github.is_github_actions(os.environ) and summary:
             github.append_summary(Path(summary), state.entries)
@@ -200,20 +223,24 @@ def write_json_report(path: Path, state: ReportState) -> None:
         "seed": state.settings.seed,
         "fail_on": state.settings.fail_on.value,
         "outcomes": state.outcomes,
+        "metrics": state.metrics,
         "entries": [e.to_dict() for e in state.entries],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
 
 
-def read_json_report(path: Path) -> tuple[list[ReportedFinding], dict[str, str]]:
-    """Entries and outcomes of an aisp JSON report; ``AispError`` when it is not one."""
+def read_json_report(path: Path) -> JsonReport:
+    """An aisp JSON report read back; ``AispError`` when it is not one."""
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
         if int(body.get("version", 0)) > JSON_REPORT_VERSION:
             raise AispError(f"{path} was written by a newer pytest-aisp (version {body['version']})")
-        entries = [ReportedFinding.from_dict(e) for e in body["entries"]]
-        return entries, dict(body.get("outcomes", {}))
+        return JsonReport(
+            entries=tuple(ReportedFinding.from_dict(e) for e in body["entries"]),
+            outcomes={str(k): str(v) for k, v in body.get("outcomes", {}).items()},
+            metrics={str(t): {str(n): float(v) for n, v in m.items()} for t, m in body.get("metrics", {}).items()},
+        )
     except FileNotFoundError:
         raise AispError(f"{path} does not exist; run pytest with --aisp-report-dir first") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:

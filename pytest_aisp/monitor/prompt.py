@@ -1,0 +1,80 @@
+"""Prompt attacks at LLM endpoints, using the LLM module's text detectors (one copy, shared)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from pytest_aisp.findings import AispError, Severity
+from pytest_aisp.llm.detectors import PROMPT_KINDS, RESPONSE_KINDS, scan_prompt, scan_response
+from pytest_aisp.monitor.core import make_alert
+from pytest_aisp.monitor.events import Alert, Event
+
+# Response signals that show an attack worked. PII and code are left out by default: a support
+# bot may legitimately answer with a support address or a shell command.
+DEFAULT_RESPONSE_KINDS = ("secret", "canary", "api-key", "exfil-image", "exfil-link", "script")
+LEAK_KINDS = frozenset({"secret", "canary", "api-key"})
+
+
+class PromptAttackDetector:
+    """Flags attack prompts (``event.features`` as text) and leaking answers (``event.prediction``).
+
+    Parameters:
+
+    - ``prompt_kinds``: prompt signals that alert (default: all of the LLM module's
+      ``PROMPT_KINDS``: hidden characters, unicode tags, encoded payloads, injection,
+      jailbreak and prompt-extraction phrasing);
+    - ``response_kinds``: answer signals that alert (default: secrets, canaries, API keys,
+      exfiltrating links and images, scripts); a leak is critical;
+    - ``canaries``: canary strings planted in the system prompt;
+    - ``secrets_env``: names of environment variables whose values must never appear in an
+      answer (secrets are read from the environment, never from configuration files);
+    - ``allowed_hosts``: hosts that links in answers may point to.
+
+    Alerts carry the signal kinds and the LLM module's details, never a declared secret.
+    """
+
+    name = "prompt"
+    rule_id = "AISP-MON-PROMPT-ATTACK"
+    severity = Severity.HIGH
+
+    def __init__(self, *, prompt_kinds: Iterable[str] = PROMPT_KINDS,
+                 response_kinds: Iterable[str] = DEFAULT_RESPONSE_KINDS, canaries: Iterable[str] = (),
+                 secrets_env: Iterable[str] = (), allowed_hosts: Iterable[str] = ()) -> None:
+        self.prompt_kinds = frozenset(prompt_kinds)
+        self.response_kinds = frozenset(response_kinds)
+        unknown = (self.prompt_kinds - set(PROMPT_KINDS)) | (self.response_kinds - set(RESPONSE_KINDS))
+        if unknown:
+            raise ValueError(f"unknown signal kinds {sorted(unknown)}; prompt kinds: {list(PROMPT_KINDS)}, "
+                             f"response kinds: {list(RESPONSE_KINDS)}")
+        self.canaries = tuple(canaries)
+        missing = [name for name in secrets_env if not os.environ.get(name)]
+        if missing:
+            raise AispError(f"secrets_env names unset environment variables {missing}; export them "
+                            "(from your secret store) before the monitor starts")
+        self._secrets = tuple(os.environ[name] for name in secrets_env)
+        self.allowed_hosts = tuple(allowed_hosts)
+
+    def observe(self, event: Event) -> list[Alert]:
+        alerts: list[Alert] = []
+        if isinstance(event.features, str) and event.features:
+            signals = [s for s in scan_prompt(event.features) if s.kind in self.prompt_kinds]
+            if signals:
+                kinds = sorted({s.kind for s in signals})
+                alerts.append(make_alert(
+                    self, event, f"prompt from {event.client} carries an attack: {', '.join(kinds)} "
+                    f"({signals[0].detail})", signal="prompt", kinds=kinds,
+                    details=[s.detail for s in signals[:3]]))
+        if isinstance(event.prediction, str) and event.prediction:
+            signals = [s for s in scan_response(event.prediction, secrets=self._secrets, canaries=self.canaries,
+                                                allowed_hosts=self.allowed_hosts)
+                       if s.kind in self.response_kinds]
+            if signals:
+                kinds = sorted({s.kind for s in signals})
+                leak = bool(LEAK_KINDS & set(kinds))
+                alerts.append(make_alert(
+                    self, event, f"answer to {event.client} {'leaks' if leak else 'carries'} "
+                    f"{', '.join(kinds)} ({signals[0].detail})",
+                    severity=Severity.CRITICAL if leak else Severity.HIGH, signal="response", kinds=kinds,
+                    details=[s.detail for s in signals[:3]]))
+        return alerts

@@ -1,0 +1,611 @@
+"""Models under attack: one adapter over torch, scikit-learn, ONNX, callables and remote endpoints.
+
+``as_classifier`` turns what a team has into a :class:`Classifier`: a ``predict`` function from a
+numpy batch to class scores (logits or probabilities), the input bounds, and, for torch modules, the
+module itself so gradient attacks run white-box. Everything else is black-box. ``ModelUnderTest``
+pairs a classifier with its evaluation data; the ``aisp_model`` fixture builds one from the settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import re
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_aisp.backends import require
+from pytest_aisp.findings import AispError
+
+ArrayLike = Any
+Bounds = tuple[Any, Any] | None
+
+INPUTS_PLACEHOLDER = "$inputs"
+DEFAULT_BATCH = 256
+
+
+# --- remote endpoints ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteEndpoint:
+    """An HTTP inference endpoint that answers JSON.
+
+    ``request_template`` is the JSON body with the string ``"$inputs"`` where the batch goes (as
+    nested lists); ``scores_path`` is a JSONPath-like path to the scores in the answer, such as
+    ``$.predictions`` or ``$.outputs[0].scores`` or ``$.results[*].probs``. Requests carry at most
+    ``batch_size`` inputs and at most ``max_requests_per_s`` are sent per second.
+    """
+
+    url: str
+    request_template: Any = field(default_factory=lambda: {"inputs": INPUTS_PLACEHOLDER})
+    scores_path: str = "$.scores"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    batch_size: int = 64
+    max_requests_per_s: float | None = None
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class SageMakerEndpoint:
+    """An Amazon SageMaker endpoint, called through boto3 (``pip install boto3``)."""
+
+    name: str
+    region: str | None = None
+    request_template: Any = field(default_factory=lambda: {"instances": INPUTS_PLACEHOLDER})
+    scores_path: str = "$.predictions"
+    content_type: str = "application/json"
+    batch_size: int = 64
+    max_requests_per_s: float | None = None
+
+
+_PATH_TOKEN = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+|\*)\]|\[['\"]([^'\"]+)['\"]\]")
+
+
+def extract_path(document: Any, path: str) -> Any:
+    """The value at ``path`` (``$.a.b[0]``, ``$.items[*].score``, ``$['key']``) in a JSON document."""
+    text = path.strip()
+    if text.startswith("$"):
+        text = text[1:]
+    if text and not text.startswith((".", "[")):
+        text = "." + text
+    position, values, fan_out = 0, [document], False
+    while position < len(text):
+        match = _PATH_TOKEN.match(text, position)
+        if match is None:
+            raise AispError(f"scores path {path!r} is not understood at {text[position:]!r}; "
+                            "use a path such as $.predictions or $.outputs[0].scores or $.items[*].probs")
+        key, index, quoted = match.groups()
+        next_values = []
+        for value in values:
+            try:
+                if index == "*":
+                    next_values.extend(value)
+                elif index is not None:
+                    next_values.append(value[int(index)])
+                else:
+                    next_values.append(value[key if key is not None else quoted])
+            except (KeyError, IndexError, TypeError):
+                shown = json.dumps(document)[:200]
+                raise AispError(f"scores path {path!r} does not match the answer {shown}") from None
+        fan_out = fan_out or index == "*"
+        values = next_values
+        position = match.end()
+    return values if fan_out else values[0]
+
+
+def fill_template(template: Any, inputs: list[Any]) -> Any:
+    """A copy of ``template`` with every ``"$inputs"`` string replaced by ``inputs``."""
+    if isinstance(template, str):
+        return inputs if template == INPUTS_PLACEHOLDER else template
+    if isinstance(template, Mapping):
+        return {k: fill_template(v, inputs) for k, v in template.items()}
+    if isinstance(template, (list, tuple)):
+        return [fill_template(v, inputs) for v in template]
+    return template
+
+
+class _RateLimiter:
+    """At most ``per_second`` calls per second, across threads."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self._interval = 1.0 / per_second if per_second else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                time.sleep(self._next - now)
+                now = self._next
+            self._next = now + self._interval
+
+
+def _batched_remote(send: Callable[[list[Any]], Any], scores_path: str, batch_size: int,
+                    per_second: float | None, where: str) -> Callable[[np.ndarray], np.ndarray]:
+    limiter = _RateLimiter(per_second)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        parts = []
+        for start in range(0, len(x), max(1, batch_size)):
+            chunk = x[start:start + batch_size]
+            limiter.wait()
+            answer = send(chunk.tolist())
+            scores = np.asarray(extract_path(answer, scores_path), dtype=np.float64)
+            if scores.ndim == 1 and len(chunk) == 1:
+                scores = scores[None, :]
+            if scores.ndim != 2 or scores.shape[0] != len(chunk):
+                raise AispError(f"{where} returned scores of shape {scores.shape} for {len(chunk)} inputs; "
+                                "point scores_path at a list of per-class score lists, one per input")
+            parts.append(scores)
+        return np.concatenate(parts) if parts else np.zeros((0, 0))
+
+    return predict
+
+
+def _http_predict(endpoint: RemoteEndpoint) -> Callable[[np.ndarray], np.ndarray]:
+    def send(inputs: list[Any]) -> Any:
+        body = json.dumps(fill_template(endpoint.request_template, inputs)).encode()
+        headers = {"Content-Type": "application/json", **dict(endpoint.headers)}
+        request = urllib.request.Request(endpoint.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=endpoint.timeout_s) as response:
+                return json.loads(response.read().decode())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:200].decode(errors="replace")
+            raise AispError(f"endpoint {endpoint.url} answered HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise AispError(f"cannot reach endpoint {endpoint.url}: {exc}; check the URL and that it is up"
+                            ) from None
+        except json.JSONDecodeError as exc:
+            raise AispError(f"endpoint {endpoint.url} did not answer JSON: {exc}") from None
+
+    return _batched_remote(send, endpoint.scores_path, endpoint.batch_size, endpoint.max_requests_per_s,
+                           endpoint.url)
+
+
+def _sagemaker_predict(endpoint: SageMakerEndpoint) -> Callable[[np.ndarray], np.ndarray]:
+    boto3 = require("boto3", "sagemaker", "SageMaker endpoints are called through boto3")
+    client = boto3.client("sagemaker-runtime", region_name=endpoint.region)
+
+    def send(inputs: list[Any]) -> Any:
+        body = json.dumps(fill_template(endpoint.request_template, inputs))
+        try:
+            response = client.invoke_endpoint(EndpointName=endpoint.name, ContentType=endpoint.content_type,
+                                              Body=body)
+            return json.loads(response["Body"].read().decode())
+        except Exception as exc:  # botocore raises many types; all mean the endpoint could not answer
+            raise AispError(f"SageMaker endpoint {endpoint.name} failed: {exc}") from None
+
+    return _batched_remote(send, endpoint.scores_path, endpoint.batch_size, endpoint.max_requests_per_s,
+                           f"sagemaker:{endpoint.name}")
+
+
+# --- the classifier -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A model ready to attack.
+
+    ``predict`` maps a float32 numpy batch to a 2-D array of class scores (logits or
+    probabilities). ``module`` is the torch module for white-box (gradient) attacks, else None.
+    ``lower``/``upper`` are the input bounds, scalars or per-feature arrays.
+    """
+
+    kind: str
+    predict: Callable[[np.ndarray], np.ndarray]
+    nb_classes: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    lower: Any = 0.0
+    upper: Any = 1.0
+    module: Any = None
+    preprocess: Callable[[Any], Any] | None = None
+    name: str = ""
+    source: Any = field(default=None, repr=False)  # the object adapted (ART's scikit-learn wrappers use it)
+
+    @property
+    def white_box(self) -> bool:
+        """True when gradients are available (a torch module)."""
+        return self.module is not None
+
+    def bounds_for(self, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The lower and upper bounds broadcast to one input of ``shape``, as float32 arrays."""
+        try:
+            lower = np.broadcast_to(np.asarray(self.lower, dtype=np.float32), tuple(shape)).copy()
+            upper = np.broadcast_to(np.asarray(self.upper, dtype=np.float32), tuple(shape)).copy()
+        except ValueError:
+            raise AispError(f"bounds of shape {np.shape(self.lower)}/{np.shape(self.upper)} do not fit "
+                            f"inputs of shape {tuple(shape)}; give scalars or one value per feature"
+                            ) from None
+        if np.any(lower > upper):
+            raise AispError("bounds: some lower bounds exceed their upper bounds")
+        return lower, upper
+
+
+def _torch_predict(module: Any, preprocess: Callable[[Any], Any] | None,
+                   batch_size: int = DEFAULT_BATCH) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        device = module_device(module)
+        outputs = []
+        with attack_mode(module), torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                batch = torch.as_tensor(x[start:start + batch_size], dtype=torch.float32, device=device)
+                if preprocess is not None:
+                    batch = preprocess(batch)
+                outputs.append(call_module(module, batch).detach().float().cpu().numpy())
+        return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
+
+    return predict
+
+
+def call_module(module: Any, batch: Any) -> Any:
+    """``module(batch)``, with shape errors turned into an ``AispError`` that says what to fix."""
+    try:
+        out = module(batch)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AispError(f"the model rejected inputs of shape {tuple(batch.shape)}: {first_line}; "
+                        "check input_shape and the data's shape") from None
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if isinstance(out, Mapping):
+        out = out.get("logits", next(iter(out.values())))
+    return out
+
+
+def module_device(module: Any) -> Any:
+    """The device of the module's first parameter or buffer (CPU when it has none)."""
+    import torch
+
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def attack_mode(module: Any) -> Iterator[Any]:
+    """Eval mode and frozen parameters for the attack; the training flags and ``requires_grad``
+    of every parameter are put back afterwards, whatever happens."""
+    if module is None:
+        yield module
+        return
+    modes = [(m, m.training) for m in module.modules()] if hasattr(module, "modules") else []
+    grads = [(p, p.requires_grad) for p in module.parameters()] if hasattr(module, "parameters") else []
+    try:
+        if hasattr(module, "eval"):
+            module.eval()
+        for parameter, _ in grads:
+            parameter.requires_grad_(False)
+        yield module
+    finally:
+        for sub, training in modes:
+            sub.training = training
+        for parameter, flag in grads:
+            parameter.requires_grad_(flag)
+
+
+def _onnx_predict(session: Any) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, ...] | None]:
+    first = session.get_inputs()[0]
+    shape = tuple(first.shape[1:]) if first.shape else ()
+    input_shape = tuple(int(d) for d in shape) if shape and all(isinstance(d, int) for d in shape) else None
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        try:
+            outputs = []
+            for start in range(0, len(x), DEFAULT_BATCH):
+                outputs.append(np.asarray(session.run(None, {first.name: x[start:start + DEFAULT_BATCH]})[0]))
+            return np.concatenate(outputs)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad inputs
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AispError(f"the ONNX model rejected inputs of shape {x.shape}: {first_line}") from None
+
+    return predict, input_shape
+
+
+def _is_torch_module(model: Any) -> bool:
+    # A torch module can exist only once torch is imported: never import it just to check.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def as_classifier(
+    model: Any,
+    *,
+    nb_classes: int | None = None,
+    input_shape: Sequence[int] | None = None,
+    bounds: Bounds = (0.0, 1.0),
+    preprocess: Callable[[Any], Any] | None = None,
+    device: str | None = None,
+    name: str = "",
+) -> Classifier:
+    """Adapt ``model`` for attacks.
+
+    Accepted: a torch ``nn.Module`` (white-box), a scikit-learn estimator with ``predict_proba``, an
+    onnxruntime ``InferenceSession``, a :class:`RemoteEndpoint` / ``http(s)://`` URL, a
+    :class:`SageMakerEndpoint`, a path to a ``.pt``/``.onnx`` file, an existing :class:`Classifier`
+    or ``ModelUnderTest``, or any callable from a numpy batch to scores (black-box).
+    ``bounds`` are the valid input range, scalars or per-feature arrays (None for unbounded).
+    ``preprocess`` (torch models) runs inside the model call, e.g. normalisation.
+    """
+    if isinstance(model, ModelUnderTest):
+        return model.classifier
+    lower, upper = (-np.inf, np.inf) if bounds is None else bounds
+    shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
+    common = dict(nb_classes=nb_classes, input_shape=shape, lower=lower, upper=upper, name=name)
+    if isinstance(model, Classifier):
+        return model
+    if isinstance(model, (str, Path)) and str(model).startswith(("http://", "https://")):
+        model = RemoteEndpoint(url=str(model))
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_file():
+            raise AispError(f"model file {path} does not exist")
+        return as_classifier(_load_model(path, device or "cpu"), preprocess=preprocess, device=device,
+                             nb_classes=nb_classes, input_shape=input_shape, bounds=bounds,
+                             name=name or str(path))
+    if isinstance(model, RemoteEndpoint):
+        return Classifier(kind="http", predict=_http_predict(model), **{**common, "name": name or model.url})
+    if isinstance(model, SageMakerEndpoint):
+        return Classifier(kind="sagemaker", predict=_sagemaker_predict(model),
+                          **{**common, "name": name or f"sagemaker:{model.name}"})
+    if _is_torch_module(model):
+        module = model
+        if device is not None:
+            import torch
+
+            if module_device(module) != torch.device(device):
+                # A copy on the test's device: the caller's module is never moved or changed.
+                module = copy.deepcopy(module).to(device)
+        return Classifier(kind="torch", predict=_torch_predict(module, preprocess), module=module,
+                          preprocess=preprocess, **{**common, "name": name or type(model).__name__})
+    if hasattr(model, "predict_proba") and hasattr(model, "fit"):
+        classes = getattr(model, "classes_", None)
+        if nb_classes is None and classes is not None:
+            common["nb_classes"] = len(classes)
+        if shape is None and getattr(model, "n_features_in_", None):
+            common["input_shape"] = (int(model.n_features_in_),)
+        return Classifier(kind="sklearn", predict=_sklearn_predict(model), source=model,
+                          **{**common, "name": name or type(model).__name__})
+    if hasattr(model, "fit") and hasattr(model, "predict"):
+        raise AispError(f"{type(model).__name__} has no predict_proba: attacks need class scores; use a "
+                        "classifier with predict_proba (e.g. SVC(probability=True)) or wrap a score function")
+    if type(model).__name__ == "InferenceSession" and hasattr(model, "get_inputs"):
+        predict, onnx_shape = _onnx_predict(model)
+        if shape is None:
+            common["input_shape"] = onnx_shape
+        return Classifier(kind="onnx", predict=predict, **{**common, "name": name or "onnx"})
+    if callable(model):
+        def predict(x: np.ndarray) -> np.ndarray:
+            return np.asarray(_to_numpy(model(x)), dtype=np.float64)
+
+        return Classifier(kind="callable", predict=predict,
+                          **{**common, "name": name or getattr(model, "__name__", "callable")})
+    raise AispError(f"cannot attack a {type(model).__name__}: give a torch nn.Module, a scikit-learn "
+                    "classifier with predict_proba, an onnxruntime InferenceSession, an endpoint URL or a "
+                    "callable returning class scores")
+
+
+def _sklearn_predict(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(len(x), -1)
+        return np.asarray(estimator.predict_proba(flat), dtype=np.float64)
+
+    return predict
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+# --- data and validation ------------------------------------------------------------------------
+
+
+def as_arrays(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` as float32 inputs and int64 labels from arrays, tensors, a ``.npz`` path or a
+    DataLoader (any iterable of ``(x, y)`` batches)."""
+    if data is None:
+        raise AispError("no evaluation data: pass data=(x, y) or use the aisp_model fixture with --aisp-data")
+    if isinstance(data, (str, Path)):
+        return load_npz(Path(data))
+    if isinstance(data, Mapping) and "x" in data and "y" in data:
+        data = (data["x"], data["y"])
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not _looks_like_batches(data):
+        x, y = _to_numpy(data[0]), _to_numpy(data[1])
+    else:
+        xs, ys = [], []
+        try:
+            for batch in data:
+                xs.append(_to_numpy(batch[0]))
+                ys.append(_to_numpy(batch[1]))
+        except (TypeError, IndexError):
+            raise AispError("data must be (x, y) arrays or tensors, a .npz path with x and y, "
+                            "or a DataLoader of (x, y) batches") from None
+        if not xs:
+            raise AispError("the data loader yielded no batches")
+        x, y = np.concatenate(xs), np.concatenate(ys)
+    return _checked(x, y)
+
+
+def _looks_like_batches(data: Sequence[Any]) -> bool:
+    first = data[0]
+    return isinstance(first, (tuple, list)) and len(first) == 2 and hasattr(first[0], "shape")
+
+
+def _checked(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if x.dtype == object or y.dtype == object:
+        raise AispError("data must be numeric arrays")
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = y.argmax(axis=1)  # one-hot labels
+    y = y.reshape(-1)
+    if len(x) != len(y):
+        raise AispError(f"data has {len(x)} inputs but {len(y)} labels; give one label per input")
+    if len(x) == 0:
+        raise AispError("data is empty")
+    if not np.all(np.isfinite(x)):
+        raise AispError("inputs contain NaN or infinite values; clean the data first")
+    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise AispError("labels must be integer class indices (or one-hot rows)")
+    y = y.astype(np.int64)
+    if y.min() < 0:
+        raise AispError(f"labels must be class indices 0..k-1, got {int(y.min())}")
+    return np.ascontiguousarray(x, dtype=np.float32), y
+
+
+def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` from a ``.npz`` file (no pickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "x" not in archive or "y" not in archive:
+                raise AispError(f"{path} must hold arrays named x and y, found {sorted(archive.files)}")
+            return _checked(archive["x"], archive["y"])
+    except (OSError, ValueError) as exc:
+        raise AispError(f"cannot read evaluation data {path}: {exc}") from None
+
+
+def checked_scores(scores: Any, n: int, where: str) -> np.ndarray:
+    """``scores`` as a finite ``(n, k)`` float array with ``k >= 2``, or an ``AispError``."""
+    array = np.asarray(_to_numpy(scores), dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] != n:
+        raise AispError(f"{where} returned outputs of shape {array.shape} for {n} inputs: a classifier must "
+                        "return one row of class scores per input (logits or probabilities)")
+    if array.shape[1] < 2:
+        raise AispError(f"{where} returns {array.shape[1]} score per input: a classifier needs one score per "
+                        "class (for a binary model with one logit, return [-z, z] or two probabilities)")
+    if not np.all(np.isfinite(array)):
+        raise AispError(f"{where} returned NaN or infinite scores; check the model and its inputs")
+    return array
+
+
+def resolved(classifier: Classifier, x: np.ndarray, y: np.ndarray) -> tuple[Classifier, np.ndarray]:
+    """The classifier with ``nb_classes`` and ``input_shape`` filled in from the data, and the
+    clean scores; ``AispError`` on a shape mismatch, labels out of range or bad outputs."""
+    shape = tuple(x.shape[1:])
+    if classifier.input_shape is not None and tuple(classifier.input_shape) != shape:
+        expected = tuple(classifier.input_shape)
+        if int(np.prod(expected)) != int(np.prod(shape)) or classifier.kind == "torch":
+            raise AispError(f"the data's inputs have shape {shape} but the model expects {expected}; "
+                            "reshape the data or set input_shape")
+    scores = checked_scores(classifier.predict(x), len(x), classifier.name or classifier.kind)
+    nb_classes = classifier.nb_classes or scores.shape[1]
+    if scores.shape[1] != nb_classes:
+        raise AispError(f"the model returns {scores.shape[1]} scores per input but nb_classes={nb_classes}")
+    if int(y.max()) >= nb_classes:
+        raise AispError(f"label {int(y.max())} is out of range for a model with {nb_classes} classes; "
+                        "labels must be 0..k-1 in the order of the model's outputs")
+    classifier.bounds_for(shape)
+    return replace(classifier, nb_classes=nb_classes, input_shape=shape), scores
+
+
+# --- the model under test -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """A classifier with its evaluation data, as the ``aisp_model`` fixture provides it."""
+
+    classifier: Classifier
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    location: str = ""
+    device: str = "cpu"
+
+    @property
+    def data(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(x, y)``, or None when no data was configured."""
+        return None if self.x is None or self.y is None else (self.x, self.y)
+
+    @property
+    def module(self) -> Any:
+        """The torch module (white-box models), else None."""
+        return self.classifier.module
+
+
+def _load_model(path: Path, device: str, policy: Any = None) -> Any:
+    """Load a model file without running code in it: through the scanner's safe loader (scan first,
+    ``UnsafeArtifact`` when unsafe) when it is installed, else TorchScript or ONNX only."""
+    try:
+        from pytest_aisp.scan import load_model_safely  # type: ignore[attr-defined]
+    except ImportError:
+        load_model_safely = None
+    if load_model_safely is not None:
+        loaded = load_model_safely(path, device=device, policy=policy or None)
+        model = getattr(loaded, "model", loaded)  # the scanner returns the model with its scan result
+        if isinstance(model, Mapping) and model and all(hasattr(v, "shape") for v in model.values()):
+            raise AispError(f"{path} holds weights only (a state dict): attacks need the architecture "
+                            "too; save the model with torch.jit.script(model).save(path) or to ONNX, or "
+                            "override the aisp_model fixture in conftest.py and build the module there")
+        return model
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        ort = require("onnxruntime", "scan", "ONNX models run through onnxruntime")
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if suffix in {".pt", ".pth", ".ts", ".torchscript"}:
+        torch = require("torch", "torch")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # newer torch nudges to torch.export
+                return torch.jit.load(str(path), map_location=device)
+        except RuntimeError as exc:
+            raise AispError(f"{path} is not a TorchScript archive ({str(exc).splitlines()[0]}); save the "
+                            "model with torch.jit.script(model).save(path) or export it to ONNX") from None
+    raise AispError(f"cannot load {path}: use a TorchScript .pt or an .onnx file, or override the aisp_model "
+                    "fixture in conftest.py")
+
+
+def model_under_test_from_settings(settings: Any, *, device: str = "cpu") -> ModelUnderTest:
+    """The ``aisp_model`` fixture's factory: the model from ``settings.model`` (loaded safely), its data
+    from ``settings.data`` (``.npz`` with x and y, and optionally per-feature ``lower``/``upper``) and
+    ``[tool.aisp.robust]`` (``bounds = [lo, hi]`` or ``"none"``, ``nb_classes``, ``input_shape``)."""
+    section = settings.section("robust")
+    model_path = settings.resolve(settings.model)
+    if model_path is None or not Path(model_path).is_file():
+        raise AispError(f"model file {model_path} does not exist; check --aisp-model")
+    loaded = _load_model(Path(model_path), device, policy=dict(settings.section("scan")) or None)
+    data_path = settings.resolve(settings.data) if settings.data is not None else None
+    x, y = load_npz(Path(data_path)) if data_path is not None else (None, None)
+    bounds = section.get("bounds")
+    if bounds is None:
+        # Per-feature bounds saved beside the data (arrays "lower" and "upper"), else [0, 1].
+        bounds = _npz_bounds(Path(data_path)) if data_path is not None else None
+        bounds = bounds or (0.0, 1.0)
+    classifier = as_classifier(
+        loaded,
+        nb_classes=section.get("nb_classes"),
+        input_shape=section.get("input_shape"),
+        bounds=None if bounds == "none" else (_bound(bounds[0]), _bound(bounds[1])),
+        device=device,
+        name=str(model_path),
+    )
+    return ModelUnderTest(classifier=classifier, x=x, y=y, location=str(model_path), device=device)
+
+
+def _npz_bounds(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    with np.load(path, allow_pickle=False) as archive:
+        if "lower" in archive and "upper" in archive:
+            return archive["lower"].astype(np.float32), archive["upper"].astype(np.float32)
+    return None
+
+
+def _bound(value: Any) -> Any:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return np.asarray(value, dtype=np.float32)
+    return float(value)

@@ -1,0 +1,153 @@
+"""GPU mapping per xdist worker, the aisp CLI core commands, and a light import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from pytest_aisp.cli import main
+from pytest_aisp.devices import gpu_for_worker, gpu_pool, worker_index
+
+GPU_CONFTEST = """
+import json, os, pathlib
+worker = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+pathlib.Path("gpu-" + worker + ".json").write_text(json.dumps(os.environ.get("CUDA_VISIBLE_DEVICES")))
+"""
+
+
+@pytest.fixture(autouse=True)
+def _not_inside_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pytest these tests start is a controller, even when this suite itself runs under xdist."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_TESTRUNUID", raising=False)
+
+
+def _worker_map(pytester: pytest.Pytester) -> dict[str, str]:
+    return {p.stem[4:]: json.loads(p.read_text()) for p in pytester.path.glob("gpu-gw*.json")}
+
+
+def test_each_worker_gets_its_gpu_from_cuda_visible_devices(pytester: pytest.Pytester,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    pytester.makeconftest(GPU_CONFTEST)
+    pytester.makepyfile(test_g="import pytest\n@pytest.mark.parametrize('i', range(6))\ndef test_g(i): pass\n")
+    pytester.runpytest_subprocess("-n", "3").assert_outcomes(passed=6)
+    assert _worker_map(pytester) == {"gw0": "5", "gw1": "7", "gw2": "5"}
+
+
+def test_aisp_gpus_option_wins_and_ids_are_opaque(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    pytester.makeconftest(GPU_CONFTEST)
+    pytester.makepyfile(test_g="import pytest\n@pytest.mark.parametrize('i', range(4))\ndef test_g(i): pass\n")
+    pool = "GPU-8a1c2f3e-aaaa,MIG-GPU-8a1c/1/0"
+    pytester.runpytest_subprocess("-n", "2", f"--aisp-gpus={pool}").assert_outcomes(passed=4)
+    assert _worker_map(pytester) == {"gw0": "GPU-8a1c2f3e-aaaa", "gw1": "MIG-GPU-8a1c/1/0"}
+
+
+def test_no_pool_leaves_the_environment_alone(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    pytester.makeconftest(GPU_CONFTEST)
+    pytester.makepyfile(test_g="def test_g(aisp_device):\n    assert aisp_device == 'cpu'\n")
+    pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=1)
+    assert set(_worker_map(pytester).values()) == {None}
+
+
+def test_pool_helpers() -> None:
+    assert gpu_pool((), {"CUDA_VISIBLE_DEVICES": "3, 4,"}) == ("3", "4")
+    assert gpu_pool((), {"CUDA_VISIBLE_DEVICES": "-1"}) == ()
+    assert gpu_pool(("a",), {"CUDA_VISIBLE_DEVICES": "3"}) == ("a",)
+    assert worker_index({"PYTEST_XDIST_WORKER": "gw12"}) == 12
+    assert worker_index({}) is None
+    assert [gpu_for_worker(("5", "7"), i) for i in range(3)] == ["5", "7", "5"]
+    assert gpu_for_worker((), 1) is None
+
+
+def _sarif(rule: str, location: str, fingerprint: str) -> dict:
+    return {
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "pytest-aisp", "version": "0.1.0", "rules": [{"id": rule}]}},
+            "results": [{"ruleId": rule, "ruleIndex": 0, "level": "error", "message": {"text": location},
+                         "locations": [{"physicalLocation": {"artifactLocation": {"uri": location}}}],
+                         "partialFingerprints": {"aispFinding/v1": fingerprint}}],
+        }],
+    }
+
+
+def test_report_merge_joins_shards(tmp_path, sarif_schema: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b, out = tmp_path / "a.sarif", tmp_path / "b.sarif", tmp_path / "merged" / "all.sarif"
+    a.write_text(json.dumps(_sarif("AISP-SCAN-PICKLE-GLOBAL", "m.pkl", "f1")))
+    b.write_text(json.dumps(_sarif("AISP-LLM-INJECTION", "app", "f2")))
+    assert main(["report", "merge", str(out), str(a), str(b), str(a)]) == 0
+    merged = json.loads(out.read_text())
+    jsonschema.validate(merged, sarif_schema)
+    run = merged["runs"][0]
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == ["AISP-LLM-INJECTION", "AISP-SCAN-PICKLE-GLOBAL"]
+    assert sorted((r["ruleId"], r["ruleIndex"]) for r in run["results"]) == [
+        ("AISP-LLM-INJECTION", 0), ("AISP-SCAN-PICKLE-GLOBAL", 1)]
+    assert "merged 3 SARIF files (2 results)" in capsys.readouterr().err
+
+
+def test_report_merge_rejects_bad_input(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.sarif"
+    bad.write_text("{}")
+    assert main(["report", "merge", str(tmp_path / "o.sarif"), str(bad)]) == 2
+    assert main(["report", "merge", str(tmp_path / "o.sarif"), str(tmp_path / "none.sarif")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a SARIF 2.1.0 log" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_baseline_update_from_a_report_dir(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_b='''
+import pytest
+from pytest_aisp import Finding, RobustnessFailure, enforce, record_finding
+
+@pytest.mark.aisp
+def test_weak():
+    enforce([record_finding(Finding("AISP-ROBUST-EVASION", "high", "weak", "m.pt"))], RobustnessFailure,
+            headline="weak")
+''')
+    pytester.runpytest("--aisp-report-dir=reports").assert_outcomes(failed=1)
+    assert main(["baseline", "update", "--report-dir", str(pytester.path / "reports"),
+                 "--baseline", str(pytester.path / "aisp-baseline.json")]) == 0
+    body = json.loads((pytester.path / "aisp-baseline.json").read_text())
+    assert body["entries"] == [{"rule_id": "AISP-ROBUST-EVASION", "test": "test_b.py::test_weak",
+                                "location": "m.pt", "reason": "accepted by aisp baseline update"}]
+    pytester.runpytest("--aisp-baseline=aisp-baseline.json").assert_outcomes(passed=1)
+
+
+def test_cli_version_usage_errors_and_missing_report(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert "pytest-aisp" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+    assert main(["baseline", "update", "--report-dir", str(tmp_path)]) == 2
+    assert "run pytest with --aisp-report-dir first" in capsys.readouterr().err
+
+
+def test_console_script_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "pytest_aisp.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("pytest-aisp ")
+
+
+HEAVY = ("torch", "art", "garak", "textattack", "augly", "sklearn", "onnxruntime")
+
+
+def _heavy_after(statement: str) -> str:
+    code = f"import sys; {statement}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_import_is_light() -> None:
+    assert _heavy_after("import pytest_aisp") == "[]"
+    modules = "; ".join(f"import pytest_aisp.{name}" for name in
+                        ("scan", "robust", "llm", "nlp", "multimodal", "supply", "monitor"))
+    assert _heavy_after(modules) == "[]"

@@ -1,0 +1,172 @@
+"""Marker selection, every option with its ini twin, and bad values as usage errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_aisp.config import OPTIONS
+
+MODULE = """
+import pytest
+
+def test_plain():
+    pass
+
+def test_uses_fixture(aisp_config):
+    pass
+
+@pytest.mark.aisp_scan
+def test_submarked():
+    pass
+
+@pytest.mark.aisp
+def test_marked():
+    pass
+"""
+
+
+def test_dash_m_aisp_selects_every_security_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_sel=MODULE)
+    result = pytester.runpytest("-m", "aisp", "-v")
+    result.assert_outcomes(passed=3, deselected=1)
+    result.stdout.no_fnmatch_line("*test_plain*PASSED*")
+
+
+def test_dash_m_not_aisp_selects_none_of_them(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_sel=MODULE)
+    result = pytester.runpytest("-m", "not aisp", "-v")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(["*test_plain PASSED*"])
+
+
+def test_module_level_submarker_marks_every_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mod="import pytest\npytestmark = pytest.mark.aisp_llm\ndef test_a(): pass\n")
+    pytester.runpytest("-m", "aisp").assert_outcomes(passed=1)
+
+
+def test_help_lists_the_aisp_group(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*AI security checks (pytest-aisp)*"])
+    for spec in OPTIONS:
+        result.stdout.fnmatch_lines([f"*{spec.flag}*"])
+
+
+VALUES = {
+    "model": ("model.pt", "model.pt"),
+    "data": ("eval.npz", "eval.npz"),
+    "llm_endpoint": ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
+    "manifest": ("aisp-manifest.json", "aisp-manifest.json"),
+    "gpus": ("0,GPU-1f2e", "('0', 'GPU-1f2e')"),
+    "seed": ("1234", "1234"),
+    "fail_on": ("high", "high"),
+    "baseline": ("base.json", "base.json"),
+    "sarif": ("out.sarif", "out.sarif"),
+    "sonar": ("sonar.json", "sonar.json"),
+    "report_dir": ("reports", "reports"),
+    "history": ("hist.db", "hist.db"),
+}
+SHOW = """
+from pathlib import Path
+
+def test_show(aisp_config):
+    value = getattr(aisp_config, {name!r})
+    print("VALUE=" + (value.name if isinstance(value, Path) else str(value)))
+    print("SOURCE=" + aisp_config.sources[{name!r}])
+"""
+
+
+def _prepare(pytester: pytest.Pytester, name: str) -> None:
+    pytester.makepyfile(test_show=SHOW.format(name=name))
+    if name == "baseline":
+        pytester.makefile(".json", base='{"version": 1, "entries": []}')
+
+
+@pytest.mark.parametrize("name", sorted(VALUES))
+def test_option_from_command_line(pytester: pytest.Pytester, name: str) -> None:
+    _prepare(pytester, name)
+    raw, shown = VALUES[name]
+    flag = "--aisp-" + name.replace("_", "-")
+    result = pytester.runpytest("-s", f"{flag}={raw}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*VALUE={shown}", f"SOURCE={flag}"])
+
+
+@pytest.mark.parametrize("name", sorted(VALUES))
+def test_option_from_ini(pytester: pytest.Pytester, name: str) -> None:
+    _prepare(pytester, name)
+    raw, shown = VALUES[name]
+    pytester.makeini(f"[pytest]\naisp_{name} = {raw}\n")
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*VALUE={shown}", f"SOURCE=ini aisp_{name}"])
+
+
+def test_tool_aisp_table_and_precedence(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml('[tool.aisp]\nseed = 7\nfail_on = "low"\n[tool.aisp.llm]\napi = "rest"\n')
+    pytester.makepyfile(test_t="""
+def test_t(aisp_config):
+    assert aisp_config.seed == 9            # the command line wins
+    assert aisp_config.fail_on.value == "low"
+    assert aisp_config.section("llm") == {"api": "rest"}
+""")
+    pytester.runpytest("--aisp-seed", "9").assert_outcomes(passed=1)
+
+
+def test_environment_is_the_last_source(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AISP_SEED", "5")
+    pytester.makepyfile(test_t="def test_t(aisp_seed):\n    assert aisp_seed == 5\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--aisp-fail-on", "severe"], "*--aisp-fail-on*'severe'*info, low, medium, high, critical*"),
+        (["--aisp-seed", "-3"], "*--aisp-seed*'-3'*non-negative integer*"),
+        (["--aisp-seed", "abc"], "*--aisp-seed*'abc'*"),
+        (["--aisp-llm-endpoint", "ftp://x"], "*--aisp-llm-endpoint*http*URL*"),
+        (["--aisp-gpus", ","], "*--aisp-gpus*comma-separated*"),
+        (["--aisp-baseline", "missing.json"], "*--aisp-baseline*does not exist*aisp baseline update*"),
+    ],
+)
+def test_bad_values_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile(test_t="def test_t(): pass\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_bad_ini_value_names_its_source(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\naisp_fail_on = loud\n")
+    pytester.makepyfile(test_t="def test_t(): pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini aisp_fail_on*'loud'*"])
+
+
+def test_report_header(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_t="def test_t(): pass\n")
+    result = pytester.runpytest("--aisp-seed", "3", "--aisp-gpus", "4,6")
+    result.stdout.fnmatch_lines([
+        "aisp: pytest-aisp *, seed=3, fail-on=medium, hypothesis profile=*",
+        "aisp: gpus=4,6, baseline=none",
+        "aisp: backends: torch=*",
+    ])
+
+
+def test_unconfigured_fixture_skips_naming_the_option(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_t="def test_m(aisp_model): pass\ndef test_l(llm_endpoint): pass\n"
+                               "def test_a(artifact_manifest): pass\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=3)
+    result.stdout.fnmatch_lines([
+        "*aisp_model is not configured: set --aisp-model*",
+        "*llm_endpoint is not configured: set --aisp-llm-endpoint*",
+        "*artifact_manifest is not configured: set --aisp-manifest*",
+    ])
+
+
+def test_team_conftest_overrides_a_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("import pytest\n@pytest.fixture\ndef aisp_model():\n    return 'team model'\n")
+    pytester.makepyfile(test_t="def test_m(aisp_model):\n    assert aisp_model == 'team model'\n")
+    pytester.runpytest("-m", "aisp").assert_outcomes(passed=1)

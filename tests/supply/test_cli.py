@@ -1,0 +1,166 @@
+"""The aisp manifest / provenance / bom / pins commands: exit codes 0, 1, 2 and their output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_aisp.cli import main
+
+
+@pytest.fixture
+def signed(project: Path, keys) -> Path:
+    path = project / "aisp-manifest.json"
+    assert (
+        main(
+            ["manifest", "create", str(project), "--kind", "dataset=data/*", "--key", str(keys["ed25519"][0])]
+        )
+        == 0
+    )
+    return path
+
+
+def test_create_then_verify_intact(signed: Path, keys, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["manifest", "verify", str(signed), "--pubkey", str(keys["ed25519"][1])]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("INTACT") and "signature valid" in out and "8 entries" in out
+
+
+def test_verify_prints_a_table_and_exits_1(
+    project: Path, signed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "model" / "model.safetensors").write_bytes(b"x")
+    (project / "extra.py").write_text("import os\n")
+    capsys.readouterr()
+    assert main(["manifest", "verify", str(signed)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["CHANGE", "PATH", "DETAIL"]
+    assert out[1].split()[:2] == ["added", "extra.py"]
+    assert out[2].split()[:2] == ["modified", "model/model.safetensors"]
+    assert out[-1].startswith("CHANGED:") and "0 bytes" not in out[-1]
+    assert main(["manifest", "verify", str(signed), "--fail-on", "critical"]) == 1
+    (project / "model" / "model.safetensors").unlink()
+    capsys.readouterr()
+    assert main(["manifest", "verify", str(signed), "--fail-on", "critical"]) == 0  # added + missing are high
+
+
+def test_verify_json_output(project: Path, signed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "train.py").unlink()
+    capsys.readouterr()
+    assert main(["manifest", "verify", str(signed), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [f["rule_id"] for f in data["findings"]] == ["AISP-SUPPLY-MISSING"]
+    assert data["metrics"]["files_checked"] == 8
+
+
+def test_malformed_manifest_exits_2(project: Path, signed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(signed.read_text())
+    data["entries"][0]["path"] = "/etc/passwd"
+    signed.write_text(json.dumps(data))
+    assert main(["manifest", "verify", str(signed)]) == 2
+    assert "absolute" in capsys.readouterr().err
+    assert main(["manifest", "verify", str(project / "nope.json")]) == 2
+
+
+def test_wrong_key_exits_1(signed: Path, keys, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["manifest", "verify", str(signed), "--pubkey", str(keys["other_ed25519"][1])]) == 1
+    assert capsys.readouterr().out.startswith("SIGNATURE")
+
+
+def _scan_module_present() -> bool:
+    try:
+        import pytest_aisp.scan as scan
+    except ImportError:
+        return False
+    return "scan_artifact" in getattr(scan, "__all__", ()) or hasattr(scan, "scan_artifact")
+
+
+@pytest.mark.skipif(_scan_module_present(), reason="the scan module is installed")
+def test_scan_without_scan_module_is_an_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["manifest", "create", str(project), "--scan"]) == 2
+    assert "static-analysis module" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not _scan_module_present(), reason="needs pytest_aisp.scan.scan_artifact")
+def test_scan_records_verdicts_of_models(project: Path) -> None:
+    assert main(["manifest", "create", str(project), "--scan"]) == 0
+    entries = {e["path"]: e for e in json.loads((project / "aisp-manifest.json").read_text())["entries"]}
+    assert entries["model/model.safetensors"]["scan"]["ok"] is True
+    assert "scan" not in entries["data/train.csv"]
+
+
+def test_keygen_sign_model_signing_and_bom(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private, public = tmp_path / "k.pem", tmp_path / "k.pub.pem"
+    assert main(["manifest", "keygen", str(private), str(public), "--type", "ecdsa-p256-sha256"]) == 0
+    manifest = tmp_path / "model.json"
+    assert main(["manifest", "create", str(project / "model"), "-o", str(manifest)]) == 0
+    assert main(["manifest", "sign", str(manifest), "--key", str(private), "--format", "model-signing"]) == 0
+    assert main(["manifest", "verify", str(project / "model" / "model.sig"), "--pubkey", str(public)]) == 0
+    assert main(["bom", str(manifest), "-o", str(tmp_path / "bom.json")]) == 0
+    assert json.loads((tmp_path / "bom.json").read_text())["specVersion"] == "1.6"
+
+
+def test_provenance_run_and_verify(
+    project: Path, keys, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(project)
+    argv = [
+        "provenance",
+        "run",
+        "--materials",
+        "data",
+        "train.py",
+        "--products",
+        "model/model.safetensors",
+        "--key",
+        str(keys["ecdsa"][0]),
+        "-o",
+        "prov.json",
+        "--",
+        sys.executable,
+        "train.py",
+    ]
+    assert main(argv) == 0
+    assert main(["provenance", "verify", "prov.json", "--pubkey", str(keys["ecdsa"][1])]) == 0
+    (project / "data" / "train.csv").write_text("f0,f1,f2,f3,label\n")
+    capsys.readouterr()
+    assert main(["provenance", "verify", "prov.json", "--pubkey", str(keys["ecdsa"][1])]) == 1
+    assert "AISP-SUPPLY-PROVENANCE" in capsys.readouterr().out
+    assert main(["provenance", "run", "--products", "model", "--"]) == 2
+
+
+def test_pins_exit_codes(project: Path, tmp_path: Path) -> None:
+    assert main(["pins", str(project)]) == 1
+    assert main(["pins", str(project), "--fail-on", "medium"]) == 0
+    assert main(["pins", str(tmp_path)]) == 0
+
+
+def test_end_to_end_subprocess(project: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    cmd = [sys.executable, "-m", "pytest_aisp.cli", "manifest"]
+    assert subprocess.run([*cmd, "create", str(project)], env=env, capture_output=True).returncode == 0
+    (project / "Jenkinsfile").write_text("pipeline { }\n")
+    done = subprocess.run(
+        [*cmd, "verify", str(project / "aisp-manifest.json")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "modified  Jenkinsfile" in done.stdout
+
+
+def test_sarif_output(project: Path, signed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "train.py").write_text("import os\n")
+    capsys.readouterr()
+    code = main(["manifest", "verify", str(signed), "--format", "sarif"])
+    captured = capsys.readouterr()
+    assert code == 1
+    sarif = json.loads(captured.out)
+    assert sarif["version"] == "2.1.0"
+    assert sarif["runs"][0]["results"][0]["ruleId"] == "AISP-SUPPLY-MODIFIED"

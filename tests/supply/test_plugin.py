@@ -1,0 +1,82 @@
+"""The artifact_manifest fixture and assert_manifest_intact inside pytest (pytester)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pytest_aisp.supply.manifest import create_manifest, save_manifest
+
+TEST_FILE = """
+import pytest
+from pytest_aisp import assert_manifest_intact
+
+@pytest.mark.aisp_supply
+def test_artifacts(artifact_manifest):
+    assert_manifest_intact(artifact_manifest)
+
+def test_verified_once(artifact_manifest):
+    assert artifact_manifest.metrics["files_checked"] == 3
+"""
+
+
+@pytest.fixture
+def repo(pytester: pytest.Pytester, generated_project: Path) -> Path:
+    root = pytester.path
+    shutil.copytree(generated_project / "model", root / "artifacts")
+    path = root / "aisp-manifest.json"
+    save_manifest(create_manifest(root / "artifacts", manifest_path=path), path)
+    pytester.makepyfile(test_supply=TEST_FILE)
+    return root
+
+
+def test_intact_artifacts_pass(pytester: pytest.Pytester, repo: Path) -> None:
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_tampered_artifacts_fail_with_integrity_failure(pytester: pytest.Pytester, repo: Path) -> None:
+    (repo / "artifacts" / "config.json").write_text("{}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-m", "aisp")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*IntegrityFailure*1 modified*", "*AISP-SUPPLY-MODIFIED*config.json*"])
+
+
+def test_manifest_option_and_signature_config(pytester: pytest.Pytester, repo: Path, keys) -> None:
+    from pytest_aisp.supply.signing import sign_manifest
+
+    moved = repo / "build" / "m.json"
+    moved.parent.mkdir()
+    save_manifest(create_manifest(repo / "artifacts", manifest_path=moved), moved)
+    (repo / "aisp-manifest.json").unlink()
+    sign_manifest(moved, keys["ed25519"][0])
+    pytester.makepyprojecttoml(f"""
+[tool.aisp.supply]
+pubkey = "{keys["other_ed25519"][1]}"
+""")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--aisp-manifest", "build/m.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*AISP-SUPPLY-SIGNATURE*not by the given key*"])
+
+
+def test_unconfigured_fixture_skips(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_supply=TEST_FILE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*artifact_manifest is not configured*--aisp-manifest*"])
+
+
+def test_malformed_manifest_errors_the_test(pytester: pytest.Pytester, repo: Path) -> None:
+    (repo / "aisp-manifest.json").write_text('{"format": "aisp-manifest"}')
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*schema_version*"])
+
+
+def test_under_xdist(pytester: pytest.Pytester, repo: Path) -> None:
+    pytest.importorskip("xdist")
+    (repo / "artifacts" / "config.json").write_text("{}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=1, failed=1)

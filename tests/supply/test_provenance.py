@@ -1,0 +1,107 @@
+"""Build provenance around a real training run: products, materials, signatures, stale provenance."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_aisp.findings import AispError, IntegrityFailure, Severity
+from pytest_aisp.supply.manifest import ManifestError
+from pytest_aisp.supply.provenance import (
+    SLSA_PREDICATE,
+    STATEMENT_TYPE,
+    assert_provenance_intact,
+    record_provenance,
+    verify_provenance,
+)
+
+TRAIN = [sys.executable, "train.py"]
+
+
+@pytest.fixture
+def trained(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(project)
+    return project
+
+
+def _record(key: Path | None = None, output: str = "provenance.json") -> Path:
+    return record_provenance(
+        TRAIN,
+        materials=["data", "train.py"],
+        products=["model/model.safetensors", "model/config.json"],
+        output=output,
+        key=key,
+    )
+
+
+def test_statement_is_in_toto_v1_with_slsa_v1_predicate(trained: Path) -> None:
+    statement = json.loads(_record().read_text())
+    assert statement["_type"] == STATEMENT_TYPE and statement["predicateType"] == SLSA_PREDICATE
+    names = [s["name"] for s in statement["subject"]]
+    assert names == ["model/config.json", "model/model.safetensors"]
+    build = statement["predicate"]["buildDefinition"]
+    assert build["externalParameters"]["command"] == TRAIN
+    assert [d["name"] for d in build["resolvedDependencies"]] == ["data/train.csv", "train.py"]
+    assert all(len(d["digest"]["sha256"]) == 64 for d in build["resolvedDependencies"])
+    assert statement["predicate"]["runDetails"]["builder"]["id"].startswith("https://")
+    assert verify_provenance("provenance.json").ok
+
+
+def test_stale_provenance_after_dataset_swap(trained: Path, make_artifacts) -> None:
+    _record()
+    make_artifacts.write_dataset(trained / "data" / "train.csv", seed=1)  # same shape, other rows
+    result = verify_provenance("provenance.json")
+    (finding,) = result.findings
+    assert finding.rule_id == "AISP-SUPPLY-PROVENANCE" and finding.severity is Severity.HIGH
+    assert "material data/train.csv changed since the build" in finding.message
+    with pytest.raises(IntegrityFailure, match="dataset or script swapped"):
+        assert_provenance_intact("provenance.json")
+
+
+def test_replaced_model_is_caught(trained: Path) -> None:
+    _record()
+    (trained / "model" / "model.safetensors").write_bytes(b"\0" * 64)
+    (trained / "model" / "config.json").unlink()
+    result = verify_provenance("provenance.json")
+    assert [f.severity for f in result.findings] == [Severity.CRITICAL, Severity.CRITICAL]
+    messages = " ".join(f.message for f in result.findings)
+    assert "product model/config.json is missing" in messages
+    assert "product model/model.safetensors changed since the build (size" in messages
+
+
+def test_signed_provenance_and_wrong_key(trained: Path, keys) -> None:
+    envelope = json.loads(_record(key=keys["ed25519"][0]).read_text())
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    assert verify_provenance("provenance.json", pubkey=keys["ed25519"][1]).signature == "valid"
+    result = verify_provenance("provenance.json", pubkey=keys["other_ed25519"][1])
+    assert result.signature == "invalid" and result.findings[0].rule_id == "AISP-SUPPLY-SIGNATURE"
+
+
+def test_unsigned_statement_with_a_key_is_a_finding(trained: Path, keys) -> None:
+    _record()
+    result = verify_provenance("provenance.json", pubkey=keys["ecdsa"][1])
+    assert "not signed" in result.findings[0].message
+
+
+def test_failed_build_writes_no_provenance(trained: Path) -> None:
+    with pytest.raises(AispError, match="exited 3"):
+        record_provenance(
+            [sys.executable, "-c", "raise SystemExit(3)"],
+            materials=["data"],
+            products=["model"],
+            output="p.json",
+        )
+    assert not (trained / "p.json").exists()
+    with pytest.raises(AispError, match="outside the provenance root"):
+        record_provenance(TRAIN, materials=["/etc/hostname"], products=["model"], output="p.json")
+
+
+def test_traversal_in_statement_is_rejected(trained: Path) -> None:
+    statement = json.loads(_record().read_text())
+    statement["subject"][0]["name"] = "../../etc/passwd"
+    Path("evil.json").write_text(json.dumps(statement))
+    with pytest.raises(ManifestError, match="leaves the root"):
+        verify_provenance("evil.json")
