@@ -1,3 +1,37 @@
-"""scan module."""
+"""Static model analysis: find unsafe code and payloads in serialized model files without running them.
 
-__all__: list[str] = []
+``scan_artifact`` reads pickles (protocols 0-5) with a symbolic machine, PyTorch zip/legacy/TorchScript
+archives, joblib (raw and compressed), numpy, Keras, TensorFlow SavedModel, ONNX, safetensors and GGUF,
+and judges every imported global against an allowlist-first policy. Names load lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "scan_artifact": "engine",
+    "assert_safe_artifact": "engine",
+    "scan_bytes": "engine",
+    "ScanResult": "engine",
+    "FileResult": "engine",
+    "ScanPolicy": "policy",
+    "ScanLimits": "policy",
+    "load_policy_file": "policy",
+    "default_policy": "policy",
+    "load_model_safely": "loader",
+    "LoadedModel": "loader",
+    "model_from_settings": "loader",
+    "RULES": "rules",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pytest_aisp.scan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pytest_aisp.scan.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
