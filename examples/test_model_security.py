@@ -8,6 +8,7 @@ they stay weak, and fails the day one gets fixed so the marker can go.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from pytest_aisp import (
     LLMVulnerability,
     MonitorAlert,
     RobustnessFailure,
+    UnsafeArtifact,
     assert_alerts,
     assert_llm_secure,
     assert_no_alerts,
@@ -29,8 +31,11 @@ from pytest_aisp import (
     assert_no_jailbreak,
     assert_no_prompt_injection,
     assert_no_system_prompt_leak,
+    assert_safe_artifact,
+    load_model_safely,
     probe_llm,
     replay,
+    scan_artifact,
 )
 from pytest_aisp.monitor import monitor_from_config
 from pytest_aisp.nlp.strategies import text_edits
@@ -41,6 +46,38 @@ from pytest_aisp.supply import (
     assert_provenance_intact,
     verify_manifest,
 )
+
+# --------------------------------------------------------------------------------------------------------------
+# Model files: scan before anything loads them
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.aisp
+def test_release_checkpoint_is_safe(scan_release_dir: Path) -> None:
+    assert_safe_artifact(scan_release_dir / "checkpoint.pt")
+
+
+@pytest.mark.aisp
+def test_whole_release_folder_is_clean(scan_release_dir: Path) -> None:
+    result = scan_artifact(scan_release_dir)
+    assert result.ok, "\n".join(f.one_line() for f in result.findings)
+    # only the zip directory and the pickles were read, not the weights
+    assert result.bytes_read < sum(f.size for f in result.files)
+
+
+@pytest.mark.aisp
+def test_checkpoint_loads_without_running_code(scan_release_dir: Path) -> None:
+    loaded = load_model_safely(scan_release_dir / "checkpoint.pt")
+    assert loaded.loader == "torch.load(weights_only=True)"
+    assert set(loaded.model) == {"model", "epoch"}
+
+
+@pytest.mark.aisp
+def test_untrusted_download_is_refused(scan_untrusted_download: Path) -> None:
+    with pytest.raises(UnsafeArtifact, match=r"random\._os\.system"):
+        assert_safe_artifact(scan_untrusted_download)
+    assert not list(scan_untrusted_download.parent.glob("*.marker"))
+
 
 # --------------------------------------------------------------------------------------------------------------
 # Adversarial robustness: evasion

@@ -384,7 +384,9 @@ def _scan_torch_member(ctx: ScanContext, data: Any, member: archives.ZipMember, 
         raw = archives.read_member(ctx, data, member, location)
         if raw is None:
             return
-        if base not in ("data.pkl", "constants.pkl") and not base.endswith(".debug_pkl"):
+        # torch.jit.trace stores its example inputs as traced_inputs.pkl: expected in TorchScript only.
+        expected = ("data.pkl", "constants.pkl", *(("traced_inputs.pkl",) if torchscript else ()))
+        if base not in expected and not base.endswith(".debug_pkl"):
             ctx.add(rules.ZIP_PICKLE_MEMBER, f"pickle member {member.name!r} outside data.pkl/constants.pkl",
                     where, {"member": member.name})
         scan_pickle(ctx, raw, where, depth=depth, torchscript=torchscript or base.endswith(".debug_pkl"),

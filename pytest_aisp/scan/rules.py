@@ -100,7 +100,8 @@ RULES: tuple[Rule, ...] = (
           "directory: readers disagree on which member is which.", "Re-create the archive."),
     _rule(ZIP_PATH, "medium", "A member name is absolute or climbs out with '..' (zip slip).",
           "Re-create the archive with relative member names."),
-    _rule(ZIP_PICKLE_MEMBER, "medium", "A PyTorch archive holds a pickle outside data.pkl/constants.pkl.",
+    _rule(ZIP_PICKLE_MEMBER, "medium", "A PyTorch archive holds a pickle outside data.pkl/constants.pkl "
+          "(and, in a traced TorchScript archive, traced_inputs.pkl).",
           "Re-save with torch.save; find out what added the member."),
     _rule(TORCHSCRIPT_OP, "medium", "TorchScript code calls operators outside aten/prim/quantized: it needs a "
           "custom operator library loaded into the process.", "Check where the custom operators come from."),
