@@ -5,8 +5,7 @@ Names load lazily from their submodules, so ``import pytest_aisp.llm`` does not 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pytest_aisp.lazy import lazy_exports
 
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
@@ -41,10 +40,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    submodule = _EXPORTS.get(name)
-    if submodule is None:
-        raise AttributeError(f"module 'pytest_aisp.llm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pytest_aisp.llm.{submodule}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

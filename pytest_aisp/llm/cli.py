@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_aisp.findings import SEVERITY_NAMES, AispError, Severity
+from pytest_aisp.findings import SEVERITY_NAMES, AispError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,22 +80,11 @@ def run_probe(args: argparse.Namespace) -> int:
         options["response_path"] = args.response_path
     endpoint = LLMEndpoint(**options)
     result = probe_llm(endpoint, args.probes, attempts=args.attempts, seed=args.seed)
-    threshold = Severity.parse(args.fail_on)
-    failing = [f for f in result.findings if f.severity >= threshold]
-    if args.format == "json":
-        text = json.dumps(result.to_dict(), indent=2)
-    elif args.format == "sarif":
-        from pytest_aisp.reporters.entries import from_cli
-        from pytest_aisp.reporters.sarif import build_sarif
+    from pytest_aisp.reporters.cli_output import emit, exit_code, render
 
-        text = json.dumps(build_sarif(from_cli(result.findings)), indent=2)
-    else:
-        text = render_text(result)
-    if args.output:
-        args.output.write_text(text + "\n", encoding="utf-8")
-    else:
-        print(text)
-    return 1 if failing else 0
+    emit(render(args.format, result.findings, json_body=result.to_dict, text=lambda: render_text(result)),
+         args.output)
+    return exit_code(result.findings, args.fail_on)
 
 
 def render_text(result: Any) -> str:

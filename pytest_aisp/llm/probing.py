@@ -8,7 +8,6 @@ through the shared verdict (fail-on threshold, baseline).
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import threading
 import time
@@ -21,6 +20,7 @@ from pytest_aisp.llm.catalogue import FAMILIES, PROBES, Probe, ProbeCase, ProbeS
 from pytest_aisp.llm.detectors import contains_marker, normalize, scan_code, scan_response
 from pytest_aisp.llm.endpoint import EndpointClient, LLMEndpoint
 from pytest_aisp.recorder import attach, record_findings, record_metric
+from pytest_aisp.stats import wilson_interval
 from pytest_aisp.verdict import enforce
 
 DEFAULT_ATTEMPTS = 3
@@ -162,18 +162,6 @@ class LLMProbeResult:
             "findings": [f.to_dict() for f in self.findings],
         }
 
-
-def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval for ``hits`` successes in ``n`` trials (95% by default)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = hits / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    low = 0.0 if hits == 0 else max(0.0, centre - half)  # exact ends: no rounding residue
-    high = 1.0 if hits == n else min(1.0, centre + half)
-    return (low, high)
 
 
 # --- probe selection ------------------------------------------------------------------------------

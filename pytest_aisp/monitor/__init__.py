@@ -6,8 +6,7 @@ Names load lazily so that ``import pytest_aisp.monitor`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pytest_aisp.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Event": "events",
@@ -47,10 +46,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pytest_aisp.monitor' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pytest_aisp.monitor.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from pytest_aisp.config import read_tool_table
 from pytest_aisp.findings import SEVERITY_NAMES, AispError, Severity
-from pytest_aisp.verdict import decide
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,29 +108,21 @@ def _replay(args: argparse.Namespace) -> int:
     monitor = monitor_from_config(section, rootdir=root, metrics=False)
     result = replay(monitor, args.log)
     findings = list(result.findings)
-    if args.format == "json":
-        text = json.dumps({"source": result.source, "events": result.events,
-                           "alerts": [a.to_dict() for a in result.alerts],
-                           "detector_errors": dict(result.detector_errors),
-                           "findings": [f.to_dict() for f in findings]}, indent=2)
-    elif args.format == "sarif":
-        from pytest_aisp.reporters.entries import from_cli
-        from pytest_aisp.reporters.sarif import build_sarif
+    from pytest_aisp.reporters.cli_output import emit, exit_code, render
 
-        text = json.dumps(build_sarif(from_cli(findings)), indent=2)
-    else:
+    def as_json() -> dict:
+        return {"source": result.source, "events": result.events, "alerts": [a.to_dict() for a in result.alerts],
+                "detector_errors": dict(result.detector_errors), "findings": [f.to_dict() for f in findings]}
+
+    def as_text() -> str:
         lines = [f"{result.events} events, {len(result.alerts)} alerts from {result.source}"]
         lines += [f"  {a.ts:.3f} [{a.severity.value}] {a.rule_id} {a.detector} {a.client}: {a.message}"
                   for a in result.alerts]
         lines += [f"  {f.one_line()}" for f in findings if f.rule_id == "AISP-MON-UNCHECKED"]
-        text = "\n".join(lines)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n", encoding="utf-8")
-    else:
-        print(text)
-    verdict = decide(findings, fail_on=Severity.parse(args.fail_on), nodeid="")
-    return 1 if verdict.failing else 0
+        return "\n".join(lines)
+
+    emit(render(args.format, findings, json_body=as_json, text=as_text), args.output)
+    return exit_code(findings, Severity.parse(args.fail_on))
 
 
 def build_sidecar(args: argparse.Namespace) -> Any:

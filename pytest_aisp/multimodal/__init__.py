@@ -6,8 +6,7 @@ Pillow, Hypothesis or AugLy until a check runs).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pytest_aisp.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "evaluate_invariance": "invariance",
@@ -35,12 +34,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "list_perturbations"])
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'pytest_aisp.multimodal' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pytest_aisp.multimodal.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def list_perturbations() -> list[str]:

@@ -6,8 +6,7 @@ so ``import pytest_aisp.robust`` stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pytest_aisp.lazy import lazy_exports
 
 # Evasion: public name -> submodule that defines it.
 _EVASION: dict[str, str] = {
@@ -58,13 +57,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LOCATIONS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'pytest_aisp.robust' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pytest_aisp.robust.{module_name}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LOCATIONS)
 
 
 # poisoning, backdoors, extraction, membership

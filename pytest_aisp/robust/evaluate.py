@@ -32,6 +32,7 @@ from pytest_aisp.robust.model import (
     module_device,
     resolved,
 )
+from pytest_aisp.stats import wilson_interval
 from pytest_aisp.verdict import enforce
 
 RULE_EVASION = "AISP-ROBUST-EVASION"
@@ -43,18 +44,6 @@ CLEAN_WRONG, FOOLED, ROBUST, NOT_ATTACKED = -1, 0, 1, 2
 WORST_KEPT = 5
 DEFAULT_BATCH = 256
 
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion ``successes / n``."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return low, high
 
 
 def normalise_norm(norm: Any) -> str:

@@ -7,16 +7,12 @@ Exit codes: 0 nothing at or above ``--fail-on``; 1 findings; the core turns ``Ai
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from pytest_aisp.findings import SEVERITY_NAMES, AispError, Finding
-from pytest_aisp.verdict import decide
 
 FORMATS = ("text", "json", "sarif")
 
@@ -96,17 +92,14 @@ def _load_npz(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarra
         raise AispError(f"{path} is not a readable .npz file: {exc}") from None
 
 
-def _emit(findings: Sequence[Finding], summary: str, args: argparse.Namespace, out: Any = None) -> int:
-    out = out or sys.stdout
-    if args.format == "json":
-        out.write(json.dumps({"summary": summary, "findings": [f.to_dict() for f in findings]}, indent=2) + "\n")
-    elif args.format == "sarif":
-        from pytest_aisp.reporters.entries import from_cli
-        from pytest_aisp.reporters.sarif import build_sarif
+def _emit(findings: Sequence[Finding], summary: str, args: argparse.Namespace) -> int:
+    from pytest_aisp.reporters.cli_output import emit, exit_code, render
 
-        out.write(json.dumps(build_sarif(from_cli(findings)), indent=2) + "\n")
-    else:
-        for finding in findings:
-            out.write(finding.one_line() + "\n")
-        out.write(summary + "\n")
-    return 1 if decide(findings, fail_on=args.fail_on, nodeid="").failing else 0
+    def as_text() -> str:
+        return "\n".join([*(f.one_line() for f in findings), summary])
+
+    def as_json() -> dict:
+        return {"summary": summary, "findings": [f.to_dict() for f in findings]}
+
+    emit(render(args.format, findings, json_body=as_json, text=as_text))
+    return exit_code(findings, args.fail_on)

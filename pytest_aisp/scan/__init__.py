@@ -7,8 +7,7 @@ and judges every imported global against an allowlist-first policy. Names load l
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pytest_aisp.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "scan_artifact": "engine",
@@ -29,9 +28,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'pytest_aisp.scan' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pytest_aisp.scan.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

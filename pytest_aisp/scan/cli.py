@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from pytest_aisp.findings import SEVERITY_NAMES, AispError, Severity
@@ -46,22 +44,9 @@ def run_scan(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise AispError(f"--fail-on: {exc}") from None
     result = scan_artifact(args.paths, policy=_policy(args), fail_on=fail_on)  # type: ignore[arg-type]
-    if args.format == "json":
-        text = json.dumps(result.to_dict(), indent=2)
-    elif args.format == "sarif":
-        from pytest_aisp.reporters.entries import from_cli
-        from pytest_aisp.reporters.sarif import build_sarif
+    from pytest_aisp.reporters.cli_output import emit, render
 
-        text = json.dumps(build_sarif(from_cli(result.findings)), indent=2)
-    else:
-        text = render_text(result)
-    if args.output:
-        try:
-            Path(args.output).write_text(text + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise AispError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-    else:
-        sys.stdout.write(text + "\n")
+    emit(render(args.format, result.findings, json_body=result.to_dict, text=lambda: render_text(result)), args.output)
     return 0 if result.ok else 1
 
 

@@ -5,8 +5,7 @@ Submodules are imported on first use of a public name, so ``import pytest_aisp.s
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pytest_aisp.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Manifest": "manifest",
@@ -38,10 +37,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pytest_aisp.supply' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"pytest_aisp.supply.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -248,21 +247,13 @@ def format_integrity_table(result: object) -> str:
 
 
 def _emit(args: argparse.Namespace, findings: Sequence[Finding], extra: dict | None = None) -> int:
-    from pytest_aisp.verdict import decide
+    """JSON or SARIF on stdout (the text table was printed by the caller); the exit code of the verdict."""
+    from pytest_aisp.reporters.cli_output import emit, exit_code, render
 
-    verdict = decide(findings, fail_on=args.fail_on, nodeid="")
-    if args.output_format == "json":
-        print(json.dumps({"findings": [f.to_dict() for f in findings], **(extra or {})}, indent=2))
-    elif args.output_format == "sarif":
-        from pytest_aisp.reporters.entries import from_cli
-
-        try:
-            from pytest_aisp.reporters.sarif import build_sarif  # type: ignore[import-not-found]
-        except ImportError:
-            raise AispError("--format sarif needs pytest_aisp.reporters.sarif") from None
-
-        print(json.dumps(build_sarif(from_cli(list(findings))), indent=2))
-    return EXIT_OK if not verdict.failing else EXIT_FINDINGS
+    if args.output_format != "text":
+        body = {"findings": [f.to_dict() for f in findings], **(extra or {})}
+        emit(render(args.output_format, findings, json_body=lambda: body, text=str))
+    return exit_code(findings, args.fail_on)
 
 
 def _manifest_sign(args: argparse.Namespace) -> int:

@@ -38,10 +38,9 @@ def test_import_is_light() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_example_part_runs_as_a_test_suite(pytester: pytest.Pytester) -> None:
-    parts = ROOT / "examples" / "parts"
-    pytester.makeconftest((parts / "scan_conftest.py").read_text().replace(
-        "SCAN_FIXTURES = next(", f"SCAN_FIXTURES = Path({str(ROOT / 'fixtures' / 'scan')!r}) or next("))
-    pytester.makepyfile(test_scan_example=(parts / "scan_tests.py").read_text())
-    result = pytester.runpytest_subprocess("-m", "aisp", "-p", "no:cacheprovider")
+def test_example_scan_tests_run_as_a_test_suite(pytester: pytest.Pytester) -> None:
+    names = ("test_release_checkpoint_is_safe or test_whole_release_folder_is_clean or "
+             "test_checkpoint_loads_without_running_code or test_untrusted_download_is_refused")
+    result = pytester.runpytest_subprocess(str(ROOT / "examples" / "test_model_security.py"), "-m", "aisp",
+                                           "-k", names, "-p", "no:cacheprovider", f"--rootdir={ROOT}")
     result.assert_outcomes(passed=4)
