@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +122,19 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return repr(value)
+
+
+def relative_location(finding: Finding, root: str | os.PathLike[str] | None) -> Finding:
+    """``finding`` with its location made relative to ``root`` when it lies under it.
+
+    Reports and baselines key on locations: an absolute checkout path would differ between CI agents.
+    """
+    if not root or not finding.location:
+        return finding
+    prefix = os.fspath(root).rstrip(os.sep) + os.sep
+    if not finding.location.startswith(prefix):
+        return finding
+    return dataclasses.replace(finding, location=finding.location[len(prefix):])
 
 
 def max_severity(findings: list[Finding] | tuple[Finding, ...]) -> Severity | None:

@@ -70,7 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
             baseline = load_baseline(settings.resolve(settings.baseline))
         except AispError as exc:
             raise pytest.UsageError(f"--aisp-baseline: {exc}") from None
-    set_policy(Policy(fail_on=settings.fail_on, baseline=baseline))
+    set_policy(Policy(fail_on=settings.fail_on, baseline=baseline, root=settings.rootdir))
     report_session.start(config, settings)
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pytest_aisp.baseline import Baseline, BaselineEntry
-from pytest_aisp.findings import AispFailure, Finding, Severity
+from pytest_aisp.findings import AispFailure, Finding, Severity, relative_location
 from pytest_aisp.recorder import current_nodeid
 
 DEFAULT_FAIL_ON = Severity.MEDIUM
@@ -27,6 +28,7 @@ class Policy:
     fail_on: Severity = DEFAULT_FAIL_ON
     baseline: Baseline | None = None
     today: dt.date | None = None
+    root: Path | None = None  # locations under it are matched relative to it
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def decide(
     accepted: list[tuple[Finding, BaselineEntry]] = []
     below: list[Finding] = []
     for finding in findings:
-        entry = policy.baseline.match(finding, nodeid) if policy.baseline else None
+        entry = policy.baseline.match(relative_location(finding, policy.root), nodeid) if policy.baseline else None
         if entry is not None and entry.expired(policy.today):
             expired.append((finding, entry))
         elif entry is not None:

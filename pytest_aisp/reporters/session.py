@@ -18,7 +18,7 @@ import pytest
 
 from pytest_aisp import __version__
 from pytest_aisp.config import Settings
-from pytest_aisp.findings import AispError, Finding, Severity, max_severity
+from pytest_aisp.findings import AispError, Finding, Severity, max_severity, relative_location
 from pytest_aisp.recorder import TestRecord
 from pytest_aisp.reporters import github
 from pytest_aisp.reporters.entries import ReportedFinding
@@ -88,9 +88,10 @@ def entries_for(item: pytest.Item, record: TestRecord) -> list[ReportedFinding]:
     path, line0, _ = item.location
     line = line0 + 1 if line0 is not None else None
     outcome = item.stash.get(OUTCOME_KEY, "passed")
+    root = item.config.rootpath
     return [
-        ReportedFinding(finding=f, nodeid=item.nodeid, path=path, line=line, accepted=id(f) in accepted,
-                        outcome=outcome)
+        ReportedFinding(finding=relative_location(f, root), nodeid=item.nodeid, path=path, line=line,
+                        accepted=id(f) in accepted, outcome=outcome)
         for f in record.findings
     ]
 

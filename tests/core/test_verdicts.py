@@ -137,3 +137,24 @@ def test_xfail_strict_with_failures_and_errors(pytester: pytest.Pytester) -> Non
     result.assert_outcomes(xfailed=1, failed=2)
     result.stdout.fnmatch_lines(["FAILED test_x.py::test_endpoint_down - pytest_aisp.findings.AispError*"])
     result.stdout.fnmatch_lines(["FAILED test_x.py::test_got_robust - [[]XPASS(strict)]*"])
+
+
+def test_locations_under_the_rootdir_are_reported_and_matched_relative(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_abs='''
+import pytest
+from pathlib import Path
+from pytest_aisp import Finding, RobustnessFailure, enforce, record_finding
+
+@pytest.mark.aisp
+def test_weak():
+    where = str(Path.cwd() / "models" / "cnn.pt") + ":archive/data.pkl"   # absolute, as engines report files
+    enforce([record_finding(Finding("AISP-ROBUST-EVASION", "high", "weak", where))], RobustnessFailure,
+            headline="weak")
+''')
+    entry = {"rule_id": "AISP-ROBUST-EVASION", "test": "test_abs.py::test_weak",
+             "location": "models/cnn.pt:archive/data.pkl", "reason": "the same on every checkout"}
+    pytester.makefile(".json", baseline=json.dumps({"version": 1, "entries": [entry]}))
+    pytester.runpytest("--aisp-baseline=baseline.json").assert_outcomes(passed=1)
+    pytester.runpytest("--aisp-report-dir=out").assert_outcomes(failed=1)
+    body = json.loads((pytester.path / "out" / "aisp-findings.json").read_text())
+    assert body["entries"][0]["finding"]["location"] == "models/cnn.pt:archive/data.pkl"
