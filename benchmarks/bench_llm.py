@@ -8,8 +8,8 @@ request per attempt):
   raw       the anchor: the same number of bare httpx requests to the same app at the same
             concurrency, with no probe logic: the floor this machine and server allow
 Table 2: the same number of injection requests through garak (``run_garak``) and through the native
-probes, as wall time, when garak can be run (importable here, ``AISP_GARAK_PYTHON``, or
-``/work/venv-garak/bin/python``).
+probes, as wall time, when garak can be run (importable here, or a Python that has it named by
+``AISP_GARAK_PYTHON``).
 
     python benchmarks/bench_llm.py --quick     # under 2 minutes
     python benchmarks/bench_llm.py             # full sizes
@@ -35,7 +35,6 @@ from pytest_aisp.llm.endpoint import LLMEndpoint  # noqa: E402
 from pytest_aisp.llm.probing import probe_llm  # noqa: E402
 
 LATENCY_S = 0.050
-FALLBACK_GARAK_PYTHON = Path("/work/venv-garak/bin/python")
 
 
 @contextlib.contextmanager
@@ -92,7 +91,7 @@ def garak_python() -> str | None:
     try:
         return configured()
     except AispError:
-        return str(FALLBACK_GARAK_PYTHON) if FALLBACK_GARAK_PYTHON.is_file() else None
+        return None
 
 
 def garak_versus_native(base: str, prompts: int) -> tuple[float, float, int] | None:

@@ -41,8 +41,8 @@ def _modelscan_cli() -> list[str] | None:
     exe = shutil.which("modelscan") or str(Path(sys.executable).with_name("modelscan"))
     if Path(exe).exists():
         return [exe]
-    other = Path("/work/venv-modelscan/bin/modelscan")
-    return [str(other)] if other.exists() else None
+    other = os.environ.get("AISP_MODELSCAN")  # modelscan installed in an environment of its own
+    return [other] if other and Path(other).exists() else None
 
 
 def _run(command: list[str]) -> tuple[float, float]:

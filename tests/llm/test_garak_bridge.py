@@ -1,7 +1,6 @@
 """The garak bridge: offline probe policy, echo filtering, and real garak runs against the reference app.
 
-The runs need garak (tox env ``garak``):
-  PYTHONPATH=$PWD /work/venv-garak/bin/python -m pytest tests/llm/test_garak_bridge.py -m garak
+The runs need garak: ``tox -e garak`` (or ``pytest -m garak tests/llm`` in an environment that has it).
 """
 
 from __future__ import annotations
