@@ -17,7 +17,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -540,35 +539,16 @@ class ModelUnderTest:
 
 
 def _load_model(path: Path, device: str, policy: Any = None) -> Any:
-    """Load a model file without running code in it: through the scanner's safe loader (scan first,
-    ``UnsafeArtifact`` when unsafe) when it is installed, else TorchScript or ONNX only."""
-    try:
-        from pytest_aisp.scan import load_model_safely  # type: ignore[attr-defined]
-    except ImportError:
-        load_model_safely = None
-    if load_model_safely is not None:
-        loaded = load_model_safely(path, device=device, policy=policy or None)
-        model = getattr(loaded, "model", loaded)  # the scanner returns the model with its scan result
-        if isinstance(model, Mapping) and model and all(hasattr(v, "shape") for v in model.values()):
-            raise AispError(f"{path} holds weights only (a state dict): attacks need the architecture "
-                            "too; save the model with torch.jit.script(model).save(path) or to ONNX, or "
-                            "override the aisp_model fixture in conftest.py and build the module there")
-        return model
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        ort = require("onnxruntime", "scan", "ONNX models run through onnxruntime")
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    if suffix in {".pt", ".pth", ".ts", ".torchscript"}:
-        torch = require("torch", "torch")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # newer torch nudges to torch.export
-                return torch.jit.load(str(path), map_location=device)
-        except RuntimeError as exc:
-            raise AispError(f"{path} is not a TorchScript archive ({str(exc).splitlines()[0]}); save the "
-                            "model with torch.jit.script(model).save(path) or export it to ONNX") from None
-    raise AispError(f"cannot load {path}: use a TorchScript .pt or an .onnx file, or override the aisp_model "
-                    "fixture in conftest.py")
+    """Load a model file without running code in it: the scanner scans it first (``UnsafeArtifact``
+    when unsafe), then loads it with a loader that cannot execute what the file says."""
+    from pytest_aisp.scan import load_model_safely
+
+    model = load_model_safely(path, device=device, policy=policy or None).model
+    if isinstance(model, Mapping) and model and all(hasattr(v, "shape") for v in model.values()):
+        raise AispError(f"{path} holds weights only (a state dict): attacks need the architecture "
+                        "too; save the model with torch.jit.script(model).save(path) or to ONNX, or "
+                        "override the aisp_model fixture in conftest.py and build the module there")
+    return model
 
 
 def model_under_test_from_settings(settings: Any, *, device: str = "cpu") -> ModelUnderTest:

@@ -547,13 +547,8 @@ def _entries_from_nodes(
 
 def scan_models(root: Path, entries: Sequence[ManifestEntry]) -> list[ManifestEntry]:
     """Record the static-analysis verdict of every model entry (``pytest_aisp.scan.scan_artifact``)."""
-    try:
-        from pytest_aisp.scan import scan_artifact  # type: ignore[attr-defined]
-    except ImportError:
-        raise AispError(
-            "--scan needs the static-analysis module (pytest_aisp.scan.scan_artifact), "
-            "which this installation does not have; create the manifest without --scan"
-        ) from None
+    from pytest_aisp.scan import scan_artifact
+
     scanned = []
     for entry in entries:
         if entry.kind != "model" or entry.type != "file":
