@@ -70,3 +70,27 @@ def test_the_cards_call_works_with_data_from_config(pytester, robust_models):
     """)
     result = pytester.runpytest("-p", "no:cacheprovider", "-m", "aisp", "-rA")
     result.assert_outcomes(passed=1, xfailed=1)
+
+
+class _Payload:
+    """Pickles to a call of os.system; the test never unpickles it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_unsafe_model_file_fails_the_test_instead_of_loading(pytester: pytest.Pytester) -> None:
+    import pickle
+
+    marker = pytester.path / "payload-ran.marker"
+    (pytester.path / "model.pkl").write_bytes(pickle.dumps(_Payload(marker), protocol=4))
+    pytester.makepyfile(test_m="def test_m(aisp_model):\n    raise AssertionError('must not be reached')\n")
+    result = pytester.runpytest("--aisp-model=model.pkl")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*UnsafeArtifact*refusing to load*", "*AISP-SCAN-*os*system*"])
+    assert not marker.exists()
