@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pytest_aisp.serving import read_body  # noqa: E402
+
 DIM = 64
 
 
@@ -35,12 +37,7 @@ async def model_app(scope, receive, send):  # type: ignore[no-untyped-def]
     """A small model endpoint: scores for a 64-feature input (a fixed random linear layer)."""
     if scope["type"] != "http":
         return
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_body(receive)
     x = np.asarray(json.loads(body)["inputs"])
     logits = x @ WEIGHTS
     scores = np.exp(logits - logits.max())
@@ -87,7 +84,7 @@ def serve(kind: str, port_file: Path) -> None:
     """Child process: serve one app kind on a free loopback port and write the port to ``port_file``."""
     import uvicorn
 
-    from pytest_aisp.monitor.serving import _bind
+    from pytest_aisp.serving import _bind
 
     sock = _bind("127.0.0.1", 0)
     port_file.write_text(str(sock.getsockname()[1]))

@@ -46,18 +46,15 @@ def history_ingest(args: argparse.Namespace) -> int:
 
 
 def serve_dashboard(args: argparse.Namespace) -> int:
-    from pytest_aisp.backends import require
     from pytest_aisp.dashboard.app import DashboardConfig, create_app
     from pytest_aisp.dashboard.store import open_store
+    from pytest_aisp.serving import parse_listen, run_server
 
-    uvicorn = require("uvicorn", "dashboard")
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise AispError(f"--listen must be HOST:PORT, got {args.listen!r}")
+    host, port = parse_listen(args.listen)
     open_store(args.db).close()  # a corrupt or newer database fails here, before serving
     token = os.environ.get("AISP_DASHBOARD_TOKEN") or None
     app = create_app(DashboardConfig(args.db, args.baseline, args.root.resolve(), token))
     mode = "read-write" if token else "read-only (set AISP_DASHBOARD_TOKEN to triage and configure)"
     print(f"aisp: dashboard on http://{host}:{port}/ ({mode})", file=sys.stderr)
-    uvicorn.run(app, host=host, port=int(port), log_level="warning")
+    run_server(app, host, port, extra="dashboard")
     return 0

@@ -153,7 +153,7 @@ def build_sidecar(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pytest_aisp.monitor.serving import parse_listen, run_server
+    from pytest_aisp.serving import parse_listen, run_server
 
     host, port = parse_listen(args.listen)
     app = build_sidecar(args)

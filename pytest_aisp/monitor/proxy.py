@@ -7,6 +7,7 @@ from typing import Any
 
 from pytest_aisp.backends import require
 from pytest_aisp.monitor.middleware import ASGIApp, Receive, Scope, Send
+from pytest_aisp.serving import read_body
 
 # Connection-level headers a proxy must not forward (RFC 9110, section 7.6.1).
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
@@ -41,12 +42,7 @@ def proxy_app(upstream: str, *, timeout_s: float = 30.0, max_connections: int = 
             return
         if scope["type"] != "http":
             return
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            body.extend(message.get("body", b""))
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in HOP_BY_HOP]
         peer = scope.get("client")
         if peer:
@@ -54,7 +50,7 @@ def proxy_app(upstream: str, *, timeout_s: float = 30.0, max_connections: int = 
         url = base + scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
-        request = client().build_request(scope["method"], url, headers=headers, content=bytes(body))
+        request = client().build_request(scope["method"], url, headers=headers, content=body)
         try:
             response = await client().send(request, stream=True)
         except httpx.HTTPError as exc:

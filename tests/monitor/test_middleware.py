@@ -28,7 +28,7 @@ from pytest_aisp.monitor import (
     read_events,
 )
 from pytest_aisp.monitor.middleware import header
-from pytest_aisp.monitor.serving import background_server
+from pytest_aisp.serving import background_server, read_body
 
 
 async def predict(request: Request) -> JSONResponse:
@@ -169,12 +169,7 @@ def test_alert_sinks_json_lines_and_webhook(tmp_path):
     got = threading.Event()
 
     async def receiver(scope, receive, send):
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         received.append(json.loads(body))
         got.set()
         await send({"type": "http.response.start", "status": 204, "headers": []})

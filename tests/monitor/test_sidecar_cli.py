@@ -17,7 +17,7 @@ import pytest
 from pytest_aisp.cli import main
 from pytest_aisp.monitor import Reference
 from pytest_aisp.monitor.cli import build_sidecar
-from pytest_aisp.monitor.serving import background_server
+from pytest_aisp.serving import background_server, read_body
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,12 +26,7 @@ async def upstream_app(scope, receive, send):
     """A stand-in service in another language's place: echoes the path, query and body."""
     if scope["type"] != "http":
         return
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_body(receive)
     status = 404 if scope["path"] == "/missing" else 200
     payload = json.dumps({"path": scope["path"], "query": scope["query_string"].decode(),
                           "body": body.decode(), "scores": [0.7, 0.3]}).encode()

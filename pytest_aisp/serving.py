@@ -1,4 +1,5 @@
-"""Run an ASGI app with uvicorn: in the foreground (the sidecar) or in a background thread (tests, tools)."""
+"""Serve ASGI apps with uvicorn (the monitor sidecar, the dashboard): in the foreground or in a background
+thread (tests, tools); and read a request body the ASGI way."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ from typing import Any
 
 from pytest_aisp.backends import require
 from pytest_aisp.findings import AispError
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole request body from an ASGI ``receive`` channel."""
+    body = bytearray()
+    more = True
+    while more:
+        message = await receive()
+        body.extend(message.get("body", b""))
+        more = message.get("more_body", False)
+    return bytes(body)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -36,9 +48,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_server(app: Any, host: str, port: int, *, log_level: str = "warning") -> None:
-    """Serve ``app`` until interrupted."""
-    uvicorn = require("uvicorn", "monitor")
+def run_server(app: Any, host: str, port: int, *, log_level: str = "warning", extra: str = "monitor") -> None:
+    """Serve ``app`` until interrupted; a missing uvicorn names ``pytest-aisp[extra]``."""
+    uvicorn = require("uvicorn", extra)
     sock = _bind(host, port)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
