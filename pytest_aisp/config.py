@@ -1,4 +1,13 @@
-"""One ``Settings`` object from CLI > pytest ini > ``[tool.aisp]`` (pyproject.toml or aisp.toml) > env > defaults."""
+"""One ``Settings`` object from CLI > environment > pytest ini > ``[tool.aisp]`` (pyproject.toml or aisp.toml) > defaults.
+
+The environment sits above the files so that a CI job can override what the repository sets
+(``AISP_MODEL=... pytest``), as CI users expect. Paths are made absolute against the rootdir when
+they are resolved, so a test run from a subdirectory sees the same files.
+
+Every entry point reads the same configuration: the plugin installs the session's settings with
+``set_current_settings``; outside pytest, ``current_settings()`` resolves them once from the project
+found above the working directory (the nearest ``aisp.toml`` or ``pyproject.toml``).
+"""
 
 from __future__ import annotations
 
@@ -136,6 +145,10 @@ class Settings:
             return None
         return path if path.is_absolute() else self.rootdir / path
 
+    def source_of(self, name: str) -> str:
+        """Where option ``name`` came from (``--aisp-model``, ``environment AISP_MODEL`` ...), or ``default``."""
+        return self.sources.get(name, "default")
+
 
 def read_tool_table(rootdir: Path) -> dict[str, Any]:
     """``[tool.aisp]`` from ``rootdir/pyproject.toml`` merged under ``rootdir/aisp.toml`` (which wins)."""
@@ -168,30 +181,74 @@ def parse_option(spec: OptionSpec, raw: Any, source: str) -> Any:
         raise SettingError(f"{spec.flag} (from {source}) got {raw!r}: {reason}{allowed}") from None
 
 
+PATH_OPTIONS: frozenset[str] = frozenset({"model", "data", "manifest", "baseline", "sarif", "sonar", "report_dir"})
+
+
 def resolve_settings(
     rootdir: Path,
     cli: Mapping[str, Any],
     ini: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Resolve every option by precedence: ``cli`` > ``ini`` > ``[tool.aisp]`` > environment > default.
+    """Resolve every option by precedence: ``cli`` > environment > ``ini`` > ``[tool.aisp]`` > default.
 
-    ``cli`` and ``ini`` map option names to raw values (None or "" when unset).
+    ``cli`` and ``ini`` map option names to raw values (None or "" when unset). Path options come
+    back absolute, made so against ``rootdir``.
     """
     environ = os.environ if environ is None else environ
+    rootdir = Path(rootdir).absolute()
     tool = read_tool_table(rootdir)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for spec in OPTIONS:
         candidates = (
             (cli.get(spec.name), spec.flag),
+            (environ.get(spec.env), f"environment {spec.env}"),
             (ini.get(spec.name), f"ini {spec.ini}"),
             (tool.get(spec.name), f"[tool.aisp] {spec.name}"),
-            (environ.get(spec.env), f"environment {spec.env}"),
         )
         for raw, source in candidates:
             if raw is not None and raw != "" and raw != []:
-                values[spec.name] = parse_option(spec, raw, source)
+                value = parse_option(spec, raw, source)
+                if spec.name in PATH_OPTIONS and not value.is_absolute():
+                    value = rootdir / value
+                values[spec.name] = value
                 sources[spec.name] = source
                 break
     return Settings(rootdir=rootdir, tool=tool, sources=sources, **values)
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above ``start`` (default: the working directory) holding
+    ``aisp.toml`` or ``pyproject.toml``; ``start`` itself when there is none."""
+    here = Path(start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        if (folder / "aisp.toml").is_file() or (folder / "pyproject.toml").is_file():
+            return folder
+    return here
+
+
+_current: Settings | None = None
+
+
+def set_current_settings(settings: Settings | None) -> None:
+    """Install the settings every engine reads by default (the plugin does this per session)."""
+    global _current
+    _current = settings
+
+
+def current_settings() -> Settings:
+    """The settings in force: the pytest session's, or (outside pytest) those of the project above
+    the working directory, resolved from the environment and ``[tool.aisp]`` once."""
+    global _current
+    if _current is None:
+        _current = resolve_settings(find_project_root(), {}, {})
+    return _current
+
+
+def settings_for_cli(cli: Mapping[str, Any] | None = None, *, start: Path | None = None) -> Settings:
+    """Settings for an ``aisp`` subcommand: its own flags (``cli``) over the environment and the
+    project's ``[tool.aisp]``; installed as the current settings so the engines it calls agree."""
+    settings = resolve_settings(find_project_root(start), dict(cli or {}), {})
+    set_current_settings(settings)
+    return settings

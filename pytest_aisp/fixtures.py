@@ -51,7 +51,7 @@ def _require_option(settings: Settings, name: str, fixture: str) -> None:
 
 @pytest.fixture(scope="session")
 def aisp_config(pytestconfig: pytest.Config) -> Settings:
-    """The resolved pytest-aisp settings (CLI > ini > [tool.aisp] > environment > defaults)."""
+    """The resolved pytest-aisp settings (CLI > environment > ini > [tool.aisp] > defaults)."""
     return settings_of(pytestconfig)
 
 

@@ -12,7 +12,7 @@ import pytest
 from pytest_aisp import __version__
 from pytest_aisp.backends import installed_backends
 from pytest_aisp.baseline import load_baseline
-from pytest_aisp.config import OPTIONS, SettingError, Settings, resolve_settings
+from pytest_aisp.config import OPTIONS, SettingError, Settings, resolve_settings, set_current_settings
 from pytest_aisp.devices import assign_worker_gpu, gpu_pool
 from pytest_aisp.findings import AispError
 from pytest_aisp.fixtures import AISP_FIXTURES, SETTINGS_KEY
@@ -64,6 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: pytest-aisp {what} check (implies aisp)")
     settings = _resolve(config)
     config.stash[SETTINGS_KEY] = settings
+    set_current_settings(settings)
     baseline = None
     if settings.baseline is not None:
         try:
@@ -72,6 +73,10 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--aisp-baseline: {exc}") from None
     set_policy(Policy(fail_on=settings.fail_on, baseline=baseline, root=settings.rootdir))
     report_session.start(config, settings)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    set_current_settings(None)
 
 
 def _register_hypothesis_profile() -> None:
@@ -103,12 +108,26 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     pool = gpu_pool(settings.gpus)
     backends = ", ".join(f"{name}={'yes' if ok else 'no'}" for name, ok in installed_backends().items())
     baseline = str(settings.baseline) if settings.baseline else "none"
-    return [
+    lines = [
         f"aisp: pytest-aisp {__version__}, seed={settings.seed}, fail-on={settings.fail_on}, "
         f"hypothesis profile={hypothesis_profile}",
         f"aisp: gpus={','.join(pool) if pool else 'none (cpu)'}, baseline={baseline}",
         f"aisp: backends: {backends}",
     ]
+    if config.get_verbosity() > 0:
+        lines.extend(_value_sources(settings))
+    return lines
+
+
+def _value_sources(settings: Settings) -> list[str]:
+    """One line per option: its value and where it came from (CLI > env > ini > [tool.aisp] > default)."""
+    lines = []
+    for spec in OPTIONS:
+        value = getattr(settings, spec.name)
+        shown = ",".join(value) if isinstance(value, tuple) else value
+        lines.append(f"aisp:   {spec.name} = {shown if shown not in (None, ()) else '-'} "
+                     f"({settings.source_of(spec.name)})")
+    return lines
 
 
 def _hypothesis_profile() -> str:

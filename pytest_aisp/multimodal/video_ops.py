@@ -7,6 +7,7 @@ rate repeats frames, a temporal crop is stretched back over F frames, as a playe
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -87,14 +88,34 @@ def _temporal_crop(
 
 
 def ffmpeg_path() -> str:
-    """The ffmpeg executable, or an ``AispError`` saying how to install it."""
+    """The ffmpeg executable: ``AISP_FFMPEG`` if set, else the binary inside the ``imageio-ffmpeg`` wheel
+    (the same build on every machine), else a system ffmpeg on PATH; an ``AispError`` names the install."""
+    explicit = os.environ.get("AISP_FFMPEG", "").strip()
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise AispError(f"AISP_FFMPEG={explicit} is not an executable file; unset it to use imageio-ffmpeg's")
+        return explicit
+    wheel = _wheel_ffmpeg()
+    if wheel is not None:
+        return wheel
     path = shutil.which("ffmpeg")
     if path is None:
         raise AispError(
-            "ffmpeg is not on PATH; video re-encoding needs it: apt-get install -y ffmpeg "
-            "(Debian/Ubuntu), brew install ffmpeg (macOS), or choose another video perturbation"
+            "no ffmpeg found; video re-encoding needs one: pip install imageio-ffmpeg "
+            '(or pip install "pytest-aisp[multimodal]"), or choose another video perturbation'
         )
     return path
+
+
+def _wheel_ffmpeg() -> str | None:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except RuntimeError:  # the wheel holds no binary for this platform
+        return None
 
 
 def reencode_clip(clip: np.ndarray, fps: float, bitrate_kbps: float) -> np.ndarray:

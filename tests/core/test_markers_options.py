@@ -112,10 +112,35 @@ def test_t(aisp_config):
     pytester.runpytest("--aisp-seed", "9").assert_outcomes(passed=1)
 
 
-def test_environment_is_the_last_source(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_overrides_the_files(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CI job's AISP_* variable wins over what the repository's files set; the command line wins over both."""
     monkeypatch.setenv("AISP_SEED", "5")
-    pytester.makepyfile(test_t="def test_t(aisp_seed):\n    assert aisp_seed == 5\n")
+    monkeypatch.setenv("AISP_MODEL", "models/from_env.pt")
+    pytester.makepyprojecttoml('[tool.aisp]\nseed = 7\nmodel = "models/from_file.pt"\n')
+    pytester.makeini("[pytest]\naisp_seed = 8\n")
+    pytester.makepyfile(test_t="""
+def test_t(aisp_config, aisp_seed):
+    assert aisp_seed == 5
+    assert aisp_config.source_of("seed") == "environment AISP_SEED"
+    assert aisp_config.model.name == "from_env.pt"
+""")
     pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest("--aisp-seed", "9", "-k", "nothing").assert_outcomes()
+
+
+def test_paths_resolve_against_the_rootdir_from_a_subdirectory(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyprojecttoml('[tool.aisp]\nmodel = "models/cnn.pt"\n')
+    (pytester.path / "models").mkdir()
+    (pytester.path / "models" / "cnn.pt").write_bytes(b"x")
+    tests = pytester.mkdir("tests")
+    (tests / "test_t.py").write_text(
+        "def test_t(aisp_config):\n"
+        "    assert aisp_config.model.is_absolute() and aisp_config.model.is_file()\n"
+    )
+    monkeypatch.chdir(tests)
+    pytester.runpytest("test_t.py").assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(
@@ -170,3 +195,16 @@ def test_team_conftest_overrides_a_fixture(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("import pytest\n@pytest.fixture\ndef aisp_model():\n    return 'team model'\n")
     pytester.makepyfile(test_t="def test_m(aisp_model):\n    assert aisp_model == 'team model'\n")
     pytester.runpytest("-m", "aisp").assert_outcomes(passed=1)
+
+
+def test_verbose_header_shows_each_value_source(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AISP_FAIL_ON", "high")
+    pytester.makepyprojecttoml('[tool.aisp]\nseed = 7\n')
+    pytester.makepyfile(test_t="def test_t(): pass\n")
+    result = pytester.runpytest("-v", "--aisp-gpus", "1")
+    result.stdout.fnmatch_lines([
+        "aisp:   model = - (default)",
+        "aisp:   gpus = 1 (--aisp-gpus)",
+        "aisp:   seed = 7 ([[]tool.aisp[]] seed)",
+        "aisp:   fail_on = high (environment AISP_FAIL_ON)",
+    ])

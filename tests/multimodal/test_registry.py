@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 from pytest_aisp.findings import AispError
 from pytest_aisp.multimodal import apply_perturbation, list_perturbations, resolve_perturbations
 from pytest_aisp.multimodal.registry import get_perturbation, registry, severity_table
+from pytest_aisp.multimodal.video_ops import ffmpeg_path
 
 RNG = np.random.default_rng(7)
 IMAGES = (RNG.random((3, 20, 28, 3)) * 255).astype(np.uint8)
@@ -232,12 +235,29 @@ def test_bad_input_names_the_fix(name, data, kwargs, message):
 
 def test_missing_ffmpeg_names_the_install(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(AispError, match="apt-get install -y ffmpeg"):
+    monkeypatch.delenv("AISP_FFMPEG", raising=False)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # the wheel is not installed
+    with pytest.raises(AispError, match="pip install imageio-ffmpeg"):
         apply_perturbation("video:reencode", CLIPS, 0.5, fps=10)
 
 
+def test_ffmpeg_comes_from_the_wheel_without_a_system_one(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("AISP_FFMPEG", raising=False)
+    import imageio_ffmpeg
+
+    assert ffmpeg_path() == imageio_ffmpeg.get_ffmpeg_exe()
+    out = apply_perturbation("video:reencode", CLIPS, 0.5, fps=10)
+    assert out.shape == CLIPS.shape
+
+
+def test_aisp_ffmpeg_must_be_an_executable(monkeypatch, tmp_path):
+    monkeypatch.setenv("AISP_FFMPEG", str(tmp_path / "nope"))
+    with pytest.raises(AispError, match="AISP_FFMPEG"):
+        ffmpeg_path()
+
+
 def test_reencode_through_ffmpeg_degrades_with_bitrate():
-    pytest.importorskip("shutil").which("ffmpeg") or pytest.skip("ffmpeg not installed")
     low = apply_perturbation("video:reencode", CLIPS, 1.0, fps=10)
     high = apply_perturbation("video:reencode", CLIPS, 0.1, fps=10)
     assert low.shape == CLIPS.shape and low.dtype == np.uint8
