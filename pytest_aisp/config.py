@@ -1,4 +1,4 @@
-"""One ``Settings`` object from CLI > environment > pytest ini > ``[tool.aisp]`` (pyproject.toml or aisp.toml) > defaults.
+"""One ``Settings`` object: CLI > environment > pytest ini > ``[tool.aisp]`` (pyproject.toml, aisp.toml) > defaults.
 
 The environment sits above the files so that a CI job can override what the repository sets
 (``AISP_MODEL=... pytest``), as CI users expect. Paths are made absolute against the rootdir when
