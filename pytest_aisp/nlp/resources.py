@@ -1,15 +1,22 @@
 """Offline resources: the packaged word lists and tables, and WordNet read from local files.
 
-Nothing here downloads. WordNet comes from Debian's ``wordnet-base`` (``/usr/share/wordnet``), from a
-folder named by ``AISP_WORDNET_DIR`` or from a path the caller gives; NLTK's own reader parses it.
+Nothing here downloads. WordNet 3.0 ships inside the package as a compact table of lemmas and senses
+(``data/wordnet30.txt.xz``, licence in ``data/wordnet_LICENSE.txt``), rebuilt once into a database in
+WordNet's own format under the cache folder; NLTK's reader parses it, so every machine gets the same
+synonyms with no system package. A full WordNet (glosses and relations too, e.g. Debian's
+``wordnet-base`` in ``/usr/share/wordnet``) is used instead when named by ``AISP_WORDNET_DIR`` or by the
+caller.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import lzma
 import os
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -89,23 +96,96 @@ def group_terms(name: str) -> GroupTerms:
     return GroupTerms(name=name, groups=header, rows=rows, source=source)
 
 
+PACKAGED_WORDNET = "wordnet30.txt.xz"
+_POS_SUFFIX = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
+
+
 def wordnet_source(path: str | os.PathLike[str] | None = None) -> Path:
-    """The folder holding WordNet 3.0 database files, or ``BackendMissing`` with the install line."""
-    candidates = [Path(path)] if path is not None else []
-    if path is None:
-        if os.environ.get("AISP_WORDNET_DIR"):
-            candidates.append(Path(os.environ["AISP_WORDNET_DIR"]))
-        candidates.append(DEBIAN_WORDNET)
-    for folder in candidates:
-        if all((folder / name).is_file() for name in WORDNET_FILES):
-            return folder
-    where = ", ".join(str(c) for c in candidates)
-    raise BackendMissing(
-        "wordnet",
-        "",
-        f"WordNet database files were not found in {where}; install them with "
-        f"`{WORDNET_INSTALL}` (Debian/Ubuntu) or pass the folder holding data.noun, index.noun ...",
+    """The folder holding WordNet 3.0 database files: ``path``, else ``AISP_WORDNET_DIR``, else the
+    database rebuilt from the packaged table. A named folder without the files is an ``AispError``."""
+    named = Path(path) if path is not None else None
+    source = "the wordnet path"
+    if named is None and os.environ.get("AISP_WORDNET_DIR"):
+        named, source = Path(os.environ["AISP_WORDNET_DIR"]), "AISP_WORDNET_DIR"
+    if named is None:
+        return packaged_wordnet()
+    if all((named / name).is_file() for name in WORDNET_FILES):
+        return named
+    missing = [name for name in WORDNET_FILES if not (named / name).is_file()]
+    raise AispError(
+        f"{source} {named} is not a WordNet 3.0 database folder (missing {', '.join(missing[:4])}"
+        f"{' ...' if len(missing) > 4 else ''}); point it at a folder holding data.noun, index.noun ... "
+        f"(Debian: `{WORDNET_INSTALL}` installs them in {DEBIAN_WORDNET}), or unset it to use the "
+        "WordNet 3.0 table that ships with pytest-aisp"
     )
+
+
+def packaged_wordnet() -> Path:
+    """The WordNet database rebuilt from the packaged table (once per table version, in the cache)."""
+    blob = resources.files("pytest_aisp.nlp.data").joinpath(PACKAGED_WORDNET).read_bytes()
+    target = cache_dir() / f"wordnet30-{hashlib.sha256(blob).hexdigest()[:12]}"
+    if all((target / name).is_file() for name in WORDNET_FILES):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
+    try:
+        write_wordnet_database(lzma.decompress(blob).decode("utf-8"), staging)
+        try:
+            staging.rename(target)  # atomic: a concurrent worker either wins or finds it complete
+        except OSError:
+            if not all((target / name).is_file() for name in WORDNET_FILES):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def write_wordnet_database(table: str, folder: Path) -> None:
+    """Write ``data.*``, ``index.*``, ``*.exc`` and ``lexnames`` in WordNet's format from the compact table
+    (synsets keep their lemmas and lex ids; glosses and relations are empty)."""
+    sections: dict[tuple[str, str], list[str]] = {}
+    current: list[str] = []
+    for line in table.splitlines():
+        if line.startswith("@"):
+            kind, pos = line[1:].split()
+            current = sections.setdefault((kind, pos), [])
+        elif not line.startswith("#"):
+            current.append(line)
+    notice = "".join(f"  {i} {text}\n" for i, text in enumerate(_licence_lines(), 1))
+    for pos, suffix in _POS_SUFFIX.items():
+        offsets: list[int] = []
+        lines: list[str] = []
+        position = len(notice.encode("latin-1"))
+        rows = [row.split(" & ") for row in sections.get(("synsets", pos), [])]
+        for fields in rows:
+            lexfile, sstype, *words = fields[0].split()
+            # a satellite's "&" pointers name head synsets by ordinal: their offsets are fixed once every
+            # line's length is known, and an offset is always 8 digits, so the lengths do not depend on them
+            pointers = len(fields[1].split()) if len(fields) > 1 else 0
+            body = f" {lexfile} {sstype} {len(words) // 2:02x} {' '.join(words)} {pointers:03d}"
+            offsets.append(position)
+            position += len(f"{position:08d}{body}".encode("latin-1")) + len(" & 00000000 a 0000") * pointers + 4
+        for start, fields in zip(offsets, rows):
+            lexfile, sstype, *words = fields[0].split()
+            heads = fields[1].split() if len(fields) > 1 else []
+            pointer_text = "".join(f" & {offsets[int(h)]:08d} a 0000" for h in heads)
+            lines.append(f"{start:08d} {lexfile} {sstype} {len(words) // 2:02x} {' '.join(words)} "
+                         f"{len(heads):03d}{pointer_text} | \n")
+        (folder / f"data.{suffix}").write_text(notice + "".join(lines), encoding="latin-1")
+        index = []
+        for row in sections.get(("index", pos), []):
+            lemma, tagsense, *ordinals = row.split()
+            senses = " ".join(f"{offsets[int(k)]:08d}" for k in ordinals)
+            index.append(f"{lemma} {pos} {len(ordinals)} 0 {len(ordinals)} {tagsense} {senses}  \n")
+        (folder / f"index.{suffix}").write_text(notice + "".join(index), encoding="latin-1")
+        exceptions = sections.get(("exc", pos), [])
+        (folder / f"{suffix}.exc").write_text("".join(f"{e}\n" for e in exceptions), encoding="latin-1")
+    (folder / "lexnames").write_text(data_text("wordnet_lexnames.txt"), encoding="utf-8")
+    (folder / "LICENSE").write_text(data_text("wordnet_LICENSE.txt"), encoding="utf-8")
+
+
+def _licence_lines() -> list[str]:
+    return [line for line in data_text("wordnet_LICENSE.txt").splitlines() if line.strip()]
 
 
 def cache_dir() -> Path:

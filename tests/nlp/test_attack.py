@@ -163,8 +163,8 @@ def test_bad_texts_and_labels_raise_aisp_error(sentiment_model):
         evaluate_text_robustness(sentiment_model, ["fine"], ["positive"])
 
 
-def test_synonym_attack_without_wordnet_names_the_install_line(sentiment_model, tmp_path):
-    with pytest.raises(BackendMissing, match="wordnet-base"):
+def test_synonym_attack_with_a_wrong_wordnet_folder_says_what_to_fix(sentiment_model, tmp_path):
+    with pytest.raises(AispError, match=r"not a WordNet 3\.0 database folder.*wordnet-base.*unset it"):
         evaluate_text_robustness(
             sentiment_model, ["a fine film"], [1], attack="synonyms", wordnet_path=str(tmp_path)
         )

