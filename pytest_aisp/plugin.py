@@ -13,7 +13,7 @@ from pytest_aisp import __version__
 from pytest_aisp.backends import installed_backends
 from pytest_aisp.baseline import load_baseline
 from pytest_aisp.config import OPTIONS, SettingError, Settings, resolve_settings, set_current_settings
-from pytest_aisp.devices import assign_worker_gpu, gpu_pool
+from pytest_aisp.devices import assign_worker_gpu, assign_worker_threads, available_cores, gpu_pool, thread_share
 from pytest_aisp.findings import AispError
 from pytest_aisp.fixtures import AISP_FIXTURES, SETTINGS_KEY
 from pytest_aisp.recorder import TestRecord, recording
@@ -43,10 +43,11 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    """Give each xdist worker its GPU before any conftest can import torch."""
+    """Give each xdist worker its GPU and its share of the CPU threads before any conftest can import torch."""
     configured = _early_gpus(args) or os.environ.get("AISP_GPUS", "")
     pool = gpu_pool(tuple(p for p in configured.split(",") if p.strip()))
     assign_worker_gpu(pool)
+    assign_worker_threads()
 
 
 def _early_gpus(args: list[str]) -> str:
@@ -111,12 +112,24 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [
         f"aisp: pytest-aisp {__version__}, seed={settings.seed}, fail-on={settings.fail_on}, "
         f"hypothesis profile={hypothesis_profile}",
-        f"aisp: gpus={','.join(pool) if pool else 'none (cpu)'}, baseline={baseline}",
+        f"aisp: gpus={','.join(pool) if pool else 'none (cpu)'}, {_threads(config)}, baseline={baseline}",
         f"aisp: backends: {backends}",
     ]
     if config.get_verbosity() > 0:
         lines.extend(_value_sources(settings))
     return lines
+
+
+def _threads(config: pytest.Config) -> str:
+    """The CPU threads each xdist worker gets (or this process, without xdist)."""
+    cores = available_cores()
+    workers = getattr(config.option, "numprocesses", None)
+    share = thread_share(cores, workers) if isinstance(workers, int) and workers > 0 else None
+    if share is None:
+        return f"threads={os.environ.get('OMP_NUM_THREADS') or cores} ({cores} cores, no xdist workers)"
+    explicit = os.environ.get("OMP_NUM_THREADS", "")  # set by the caller: the workers keep it
+    per_worker = int(explicit) if explicit.isdigit() else share
+    return f"threads per worker={per_worker} ({workers} workers on {cores} cores)"
 
 
 def _value_sources(settings: Settings) -> list[str]:

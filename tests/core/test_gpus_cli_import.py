@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -151,3 +152,78 @@ def test_import_is_light() -> None:
     modules = "; ".join(f"import pytest_aisp.{name}" for name in
                         ("scan", "robust", "llm", "nlp", "multimodal", "supply", "monitor"))
     assert _heavy_after(modules) == "[]"
+
+
+def test_aisp_scan_imports_neither_pytest_nor_numpy_nor_torch(tmp_path) -> None:
+    """``aisp scan`` starts fast: only the scan module is imported, not the other subcommands' backends."""
+    import pickle
+
+    model = tmp_path / "model.pkl"
+    model.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    code = ("import sys; from pytest_aisp.cli import main; code = main(['scan', sys.argv[1]]); "
+            "print(sorted(m for m in ('pytest', '_pytest', 'numpy', 'torch', 'hypothesis') if m in sys.modules)); "
+            "sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_command_is_listed_where_its_module_registers_it() -> None:
+    """The lazy command table and the modules' own ``register`` functions agree."""
+    from pytest_aisp.cli import COMMANDS, build_parser
+
+    parser = build_parser("*")
+    registered = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(registered) == set(COMMANDS)
+    for name, (module, _) in COMMANDS.items():
+        parsed = build_parser(name)
+        sub = next(a for a in parsed._actions if a.dest == "command").choices[name]
+        assert sub.add_help, f"{name} should come with its real parser from {module}"
+
+
+THREADS_TEST = """
+import json, os, pathlib
+import torch
+
+def test_t():
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    pathlib.Path("threads-" + worker + ".json").write_text(json.dumps(
+        {"torch": torch.get_num_threads(), "omp": os.environ["OMP_NUM_THREADS"],
+         "workers": int(os.environ["PYTEST_XDIST_WORKER_COUNT"])}))
+"""
+
+
+# torch is imported only in the pytest subprocesses: a C extension cannot be loaded twice in this process.
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+
+
+@needs_torch
+@pytest.mark.parametrize("workers", [2, 3])
+def test_xdist_workers_share_the_cores(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """Each worker's torch threads times the worker count stays within the cores (one thread at the least)."""
+    from pytest_aisp.devices import THREAD_VARIABLES, available_cores
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    pytester.makepyfile(**{f"test_{i}": THREADS_TEST for i in range(workers)})
+    result = pytester.runpytest_subprocess("-n", str(workers), "-p", "no:randomly")
+    result.assert_outcomes(passed=workers)
+    seen = [json.loads(p.read_text()) for p in pytester.path.glob("threads-gw*.json")]
+    cores = available_cores()
+    assert seen and all(s["torch"] == int(s["omp"]) for s in seen)
+    assert all(s["torch"] == max(1, cores // s["workers"]) for s in seen)
+    if workers <= cores:
+        assert max(s["torch"] for s in seen) * workers <= cores
+    share = max(1, cores // workers)
+    result.stdout.fnmatch_lines([f"*threads per worker={share} ({workers} workers on {cores} cores)*"])
+
+
+@needs_torch
+def test_a_thread_setting_of_the_caller_is_kept(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    pytester.makepyfile(test_0=THREADS_TEST)
+    pytester.runpytest_subprocess("-n", "1").assert_outcomes(passed=1)  # alone, a worker would get every core
+    seen = json.loads(next(pytester.path.glob("threads-gw*.json")).read_text())
+    assert seen["omp"] == "1" and seen["torch"] == 1
