@@ -5,7 +5,8 @@ before any conftest can import torch. GPU ids are opaque strings: indexes, UUIDs
 
 Each worker also gets its share of the CPU: ``cores // workers`` threads (at least one) for torch,
 OpenMP and the BLAS libraries, so ``-n 2`` on two cores runs two single-threaded workers instead of
-two workers fighting over four threads. A thread variable the caller set is left alone.
+two workers fighting over four threads. A thread variable the caller set is left alone, and an
+``OMP_NUM_THREADS`` of the caller's sets the unset others.
 """
 
 from __future__ import annotations
@@ -87,8 +88,11 @@ def assign_worker_threads(environ: MutableMapping[str, str] | None = None, cores
     share = thread_share(cores or available_cores(), worker_count(environ))
     if share is None:
         return None
+    # a count the caller set for OpenMP stands for all of them (torch also reads MKL's)
+    explicit = environ.get("OMP_NUM_THREADS", "")
+    threads = explicit if explicit.isdigit() and int(explicit) > 0 else str(share)
     for name in THREAD_VARIABLES:
-        environ.setdefault(name, str(share))
+        environ.setdefault(name, threads)
     torch = sys.modules.get("torch")
     if torch is not None:  # imported before this hook (by another plugin): the variables came too late
         torch.set_num_threads(int(environ["OMP_NUM_THREADS"]))
