@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pytest_aisp.multimodal.inputs import from_float255, to_float255
-from pytest_aisp.multimodal.registry import Context, Perturbation
+from pytest_aisp.multimodal.registry import Context, Perturbation, import_augly
 
 DEFAULT = ("blur", "gaussian_noise", "jpeg", "brightness", "contrast", "rotation", "crop", "occlusion")
 OVERLAY_WORDS = ("SALE", "LOL", "FREE", "OK", "WOW", "NEW")
@@ -116,8 +116,7 @@ def _augly(call: Any) -> Any:
     """Wrap ``call(imaugs, pil, params, i, seed) -> pil`` (AugLy, image by image) into an AuglyFunction."""
 
     def run(batch: np.ndarray, params: Mapping[str, Any], seed: int, context: Context) -> np.ndarray:
-        import augly.image as imaugs
-
+        imaugs = import_augly("augly.image")
         out = _per_image(_as_uint8(batch), lambda pil, i: call(imaugs, pil, params, i, seed))
         return _from_uint8(out, batch)
 

@@ -8,6 +8,7 @@ parameters, so the same seed gives the same output on every backend call.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import zlib
@@ -148,10 +149,19 @@ def check_severity(severity: float) -> float:
     return value
 
 
+def import_augly(module: str = "augly.image") -> Any:
+    """Import an AugLy module. AugLy needs libmagic (through python-magic): the one inside the ``pylibmagic``
+    wheel is loaded first when installed, so every machine runs the same library; Debian's ``libmagic1``
+    serves otherwise."""
+    with contextlib.suppress(ImportError):
+        import pylibmagic  # noqa: F401  - puts its libmagic and magic.mgc first for python-magic
+    return importlib.import_module(module)
+
+
 def augly_available() -> bool:
-    """True when AugLy's image and text modules import (it needs Debian's libmagic1)."""
+    """True when AugLy's image module imports (with libmagic from the pylibmagic wheel or the system)."""
     try:
-        importlib.import_module("augly.image")
+        import_augly("augly.image")
     except Exception:  # augly raises ImportError, or OSError when libmagic is missing
         return False
     return True
@@ -167,7 +177,7 @@ def choose_backend(perturbation: Perturbation, backend: str) -> str:
         if not augly_available():
             from pytest_aisp.backends import require
 
-            require("augly.image", "augly", "Debian/Ubuntu also need: apt-get install -y libmagic1")
+            require("augly.image", "augly", "the extra brings libmagic too, in the pylibmagic wheel")
         return "augly"
     return "augly" if augly_available() else "native"
 

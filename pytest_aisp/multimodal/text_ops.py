@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_aisp.multimodal.registry import Context, Perturbation
+from pytest_aisp.multimodal.registry import Context, Perturbation, import_augly
 
 DEFAULT = ("typos", "similar_chars", "zero_width", "bidi", "contractions")
 
@@ -171,8 +171,7 @@ def seeded_globals(seed: int) -> Iterator[None]:
 
 def _augly(call: Any) -> Any:
     def run(texts: list[str], params: Mapping[str, Any], seed: int, context: Context) -> list[str]:
-        import augly.text as txtaugs
-
+        txtaugs = import_augly("augly.text")
         with seeded_globals(seed):
             out = call(txtaugs, list(texts), params, seed)
         return [out] if isinstance(out, str) else list(out)

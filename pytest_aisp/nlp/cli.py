@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
         "--no-original", action="store_true", help="write only the copies, not the input rows"
     )
     parser.add_argument(
-        "--wordnet", default=None, help="folder with WordNet files (default /usr/share/wordnet)"
+        "--wordnet", default=None,
+        help="folder with a full WordNet 3.0 database (default: the packaged WordNet 3.0 table)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=augment_command)

@@ -152,6 +152,7 @@ def write_wordnet_database(table: str, folder: Path) -> None:
         elif not line.startswith("#"):
             current.append(line)
     notice = "".join(f"  {i} {text}\n" for i, text in enumerate(_licence_lines(), 1))
+    sense_index: list[str] = []
     for pos, suffix in _POS_SUFFIX.items():
         offsets: list[int] = []
         lines: list[str] = []
@@ -178,10 +179,45 @@ def write_wordnet_database(table: str, folder: Path) -> None:
             senses = " ".join(f"{offsets[int(k)]:08d}" for k in ordinals)
             index.append(f"{lemma} {pos} {len(ordinals)} 0 {len(ordinals)} {tagsense} {senses}  \n")
         (folder / f"index.{suffix}").write_text(notice + "".join(index), encoding="latin-1")
+        sense_index.extend(_sense_lines(pos, rows, offsets, sections.get(("index", pos), [])))
         exceptions = sections.get(("exc", pos), [])
         (folder / f"{suffix}.exc").write_text("".join(f"{e}\n" for e in exceptions), encoding="latin-1")
+    # a synset may list one lemma in two spellings ("A", "a"): one sense key each, as in WordNet's own file
+    unique = {line.split(" ", 1)[0]: line for line in reversed(sense_index)}
+    (folder / "index.sense").write_text("".join(sorted(unique.values())), encoding="latin-1")
     (folder / "lexnames").write_text(data_text("wordnet_lexnames.txt"), encoding="utf-8")
     (folder / "LICENSE").write_text(data_text("wordnet_LICENSE.txt"), encoding="utf-8")
+
+
+_SS_TYPE_NUMBER = {"n": 1, "v": 2, "a": 3, "r": 4, "s": 5}
+
+
+def _sense_lines(pos: str, rows: list[list[str]], offsets: list[int], index: list[str]) -> list[str]:
+    """``index.sense`` lines (``sense_key offset sense_number tag_cnt``) of one part of speech; NLTK's reader
+    maps WordNet versions through them. Tag counts are not in the table and are written as 0."""
+    sense_number: dict[tuple[str, int], int] = {}
+    for row in index:
+        lemma, _, *ordinals = row.split()
+        for number, ordinal in enumerate(ordinals, 1):
+            sense_number[(lemma, int(ordinal))] = number
+    lines = []
+    for ordinal, fields in enumerate(rows):
+        lexfile, sstype, *words = fields[0].split()
+        head = ""
+        if sstype == "s" and len(fields) > 1:
+            head_words = rows[int(fields[1].split()[0])][0].split()[2:]
+            head = f"{_bare(head_words[0])}:{int(head_words[1], 16):02d}"
+        for word, lex_id in zip(words[::2], words[1::2]):
+            lemma = _bare(word)
+            key = f"{lemma}%{_SS_TYPE_NUMBER[sstype]}:{lexfile}:{int(lex_id, 16):02d}:{head or ':'}"
+            number = sense_number.get((lemma, ordinal), 0)
+            lines.append(f"{key} {offsets[ordinal]:08d} {number} 0\n")
+    return lines
+
+
+def _bare(word: str) -> str:
+    """A data-file word as it appears in sense keys: lower case, without an adjective marker like ``(a)``."""
+    return word.split("(", 1)[0].lower()
 
 
 def _licence_lines() -> list[str]:

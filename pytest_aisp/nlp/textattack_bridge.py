@@ -2,7 +2,7 @@
 
 TextAttack downloads NLTK data on its first import and ships without the homoglyph file some
 transformations open. :func:`offline_bootstrap` lays out what the offline-capable recipes need from
-local sources (the packaged stop words, Debian's WordNet, the packaged confusables table), so that
+local sources (the packaged stop words, the packaged WordNet 3.0, the packaged confusables table), so that
 DeepWordBug, Pruthi and PWWS run with no network (InputReduction and BadCharacters run too, but do not
 search for a label flip, so this bridge refuses them).
 Recipes that need downloaded embeddings or models fail with an ``AispError`` naming what is missing.
@@ -21,6 +21,7 @@ import numpy as np
 from pytest_aisp.findings import AispError
 from pytest_aisp.nlp import resources
 from pytest_aisp.nlp.classifier import TextClassifier
+from pytest_aisp.nlp.results import AdversarialText, build_result, character_diff, check_classes
 
 # Recipes that run from the bootstrap alone (no embeddings, no language models).
 OFFLINE_RECIPES = ("DeepWordBugGao2018", "Pruthi2019", "PWWSRen2019")
@@ -52,10 +53,13 @@ def offline_bootstrap(
     if str(root) not in paths:
         os.environ["NLTK_DATA"] = os.pathsep.join([str(root), *paths])
     try:
+        import nltk
         import nltk.data
 
         if str(root) not in nltk.data.path:
             nltk.data.path.insert(0, str(root))
+        # TextAttack calls nltk.download (e.g. "omw-1.4" for WordNet swaps); nothing is fetched at run time
+        nltk.download = _refuse_download
     except ImportError:
         pass
     # No hub downloads from transformers or datasets while TextAttack runs.
@@ -69,6 +73,11 @@ def offline_bootstrap(
     (ta_cache / TA_POST_INSTALL_MARKER).touch()
     _install_homoglyph_file()
     return root
+
+
+def _refuse_download(*args: Any, **kwargs: Any) -> bool:
+    """Stands in for ``nltk.download``: what the offline recipes read is already laid out locally."""
+    return False
 
 
 def _install_homoglyph_file() -> None:
@@ -150,7 +159,6 @@ def run_textattack(
     classifier: TextClassifier, texts: list[str], labels: list[int], *, recipe: str, budget: int, seed: int
 ) -> Any:
     """Run a TextAttack recipe over the texts; return a result without findings (the caller adds them)."""
-    from pytest_aisp.nlp.attack import AdversarialText, _check_classes, build_result, character_diff
 
     random.seed(seed)
     np.random.seed(seed)
@@ -165,7 +173,7 @@ def run_textattack(
 
     started = time.perf_counter()
     clean = classifier.predict(texts)
-    _check_classes(classifier, labels)
+    check_classes(classifier, labels)
     examples: list[AdversarialText] = []
     n_correct = 0
     query_counts = []

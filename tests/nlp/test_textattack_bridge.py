@@ -32,6 +32,10 @@ def test_offline_bootstrap_lays_out_nltk_data(tmp_path, wordnet_installed):
     assert (root / "corpora" / "stopwords" / "english").read_text().count("\n") == 179
     assert (root / "corpora" / "wordnet" / "lexnames").is_file()
     assert (root / "corpora" / "wordnet" / "data.noun").is_file()
+    assert (root / "corpora" / "wordnet" / "index.sense").is_file()  # NLTK's reader maps versions through it
+    import nltk
+
+    assert nltk.download("omw-1.4") is False  # refused: nothing is fetched at run time
     import textattack
 
     homoglyphs = textattack.__path__[0] + "/shared/intentional_homoglyphs.txt"
