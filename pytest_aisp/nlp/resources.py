@@ -97,6 +97,8 @@ def group_terms(name: str) -> GroupTerms:
 
 
 PACKAGED_WORDNET = "wordnet30.txt.xz"
+# bump when write_wordnet_database writes something new: a rebuilt database then goes into a fresh folder
+DATABASE_FORMAT = 2
 _POS_SUFFIX = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
 
 
@@ -123,8 +125,9 @@ def wordnet_source(path: str | os.PathLike[str] | None = None) -> Path:
 def packaged_wordnet() -> Path:
     """The WordNet database rebuilt from the packaged table (once per table version, in the cache)."""
     blob = resources.files("pytest_aisp.nlp.data").joinpath(PACKAGED_WORDNET).read_bytes()
-    target = cache_dir() / f"wordnet30-{hashlib.sha256(blob).hexdigest()[:12]}"
-    if all((target / name).is_file() for name in WORDNET_FILES):
+    digest = hashlib.sha256(blob + str(DATABASE_FORMAT).encode()).hexdigest()[:12]
+    target = cache_dir() / f"wordnet30-{digest}"
+    if all((target / name).is_file() for name in (*WORDNET_FILES, "index.sense")):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
