@@ -227,3 +227,11 @@ def test_a_thread_setting_of_the_caller_is_kept(pytester: pytest.Pytester, monke
     pytester.runpytest_subprocess("-n", "1").assert_outcomes(passed=1)  # alone, a worker would get every core
     seen = json.loads(next(pytester.path.glob("threads-gw*.json")).read_text())
     assert seen["omp"] == "1" and seen["torch"] == 1
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """``aisp llm list | head -1``: no traceback and no internal error when the reader goes away."""
+    done = subprocess.run(f"{sys.executable} -m pytest_aisp.cli llm list | head -1", shell=True,
+                          capture_output=True, text=True, executable="/bin/bash")
+    assert done.stdout.count("\n") == 1
+    assert "error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
