@@ -20,7 +20,6 @@ SKIP_PREFIX = "system tool missing:"
 SYSTEM_TOOLS: dict[str, tuple[tuple[str, ...], str]] = {
     "promtool": (("promtool",), "apt-get install -y prometheus"),
     "chromium": (("chromium", "chromium-browser"), "apt-get install -y chromium"),
-    "wordnet": (("/usr/share/wordnet/data.noun",), "apt-get install -y wordnet-base wordnet-sense-index"),
 }
 
 
