@@ -61,6 +61,16 @@ def _url(value: str) -> str:
     return text
 
 
+MISSING_CHOICES = ("error", "skip")
+
+
+def _missing(value: str) -> str:
+    text = str(value).strip().lower()
+    if text not in MISSING_CHOICES:
+        raise ValueError(f"expected one of {', '.join(MISSING_CHOICES)}")
+    return text
+
+
 def _history(value: str) -> str:
     text = str(value).strip()
     if not text:
@@ -109,6 +119,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "a directory", "DIR"),
     OptionSpec("history", "record this run into the dashboard history (a path or sqlite:/// URL)", _history,
                "a path or sqlite:/// URL", "URL"),
+    OptionSpec("missing", "what a test that needs an unconfigured aisp fixture does: error (default) or skip",
+               _missing, "error or skip", "error|skip"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -131,6 +143,7 @@ class Settings:
     sonar: Path | None = None
     report_dir: Path | None = None
     history: str | None = None
+    missing: str = "error"
     tool: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 

@@ -1,7 +1,10 @@
 """The aisp fixtures. Each reads the resolved settings and hands the work to its module's engine.
 
-A fixture whose option is not set skips its test with a reason naming the option. A team
-overrides any of these in its own conftest.py by defining a fixture of the same name.
+A fixture whose option is not set is an error of the test that requested it, naming the option, the ini
+key, the ``[tool.aisp]`` key and the environment variable to set: a misspelt ``AISP_MODEL`` in CI must not
+go green having checked nothing. A team that wants such tests skipped says so: ``aisp_missing = "skip"``
+(``--aisp-missing=skip``), or ``@pytest.mark.aisp_optional`` on a test; the terminal summary counts
+those skips. A team overrides any of these fixtures in its own conftest.py by defining one of the same name.
 """
 
 from __future__ import annotations
@@ -31,22 +34,60 @@ def settings_of(config: pytest.Config) -> Settings:
     return config.stash[SETTINGS_KEY]
 
 
+UNCONFIGURED = "aisp fixture not configured:"
+OPTIONAL_MARKER = "aisp_optional"
+
+
 def _factory(fixture: str) -> Callable[..., Any]:
     module_name, function = FACTORIES[fixture]
     module = importlib.import_module(f"pytest_aisp.{module_name}")
-    factory = getattr(module, function, None)
-    if factory is None:
-        pytest.skip(f"{fixture}: pytest_aisp.{module_name} provides no {function}() in this version")
-    return factory
+    return getattr(module, function)
 
 
-def _require_option(settings: Settings, name: str, fixture: str) -> None:
-    if getattr(settings, name) is None:
-        spec = OPTIONS_BY_NAME[name]
-        pytest.skip(
-            f"{fixture} is not configured: set {spec.flag}, ini {spec.ini}, [tool.aisp] {name} "
-            f"or {spec.env}, or override the {fixture} fixture in conftest.py"
-        )
+# The fixtures that need an option, and that option.
+CONFIGURED_BY: dict[str, str] = {"aisp_model": "model", "llm_endpoint": "llm_endpoint", "artifact_manifest": "manifest"}
+
+
+def unconfigured_message(settings: Settings, fixture: str) -> str | None:
+    """Why ``fixture`` cannot be built from ``settings`` (naming every place to set its option), or None."""
+    name = CONFIGURED_BY[fixture]
+    if getattr(settings, name) is not None:
+        return None
+    if fixture == "artifact_manifest" and (settings.rootdir / "aisp-manifest.json").is_file():
+        return None
+    spec = OPTIONS_BY_NAME[name]
+    return (
+        f"{UNCONFIGURED} {fixture} needs {spec.flag} (ini {spec.ini}, [tool.aisp] {name}, environment "
+        f"{spec.env}), or an override of the {fixture} fixture in conftest.py"
+    )
+
+
+def check_configured(item: pytest.Item, settings: Settings) -> None:
+    """Before ``item`` runs: error it (or skip it, where the team opted in) when it needs one of the plugin's
+    own fixtures whose option is not set. A fixture overridden in a conftest.py is the team's business."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return
+    for fixture in CONFIGURED_BY:
+        definitions = info.name2fixturedefs.get(fixture)
+        if fixture not in info.names_closure or not definitions:
+            continue
+        if getattr(definitions[-1].func, "__module__", "") != __name__:
+            continue  # overridden
+        message = unconfigured_message(settings, fixture)
+        if message is None:
+            continue
+        if settings.missing == "skip" or item.get_closest_marker(OPTIONAL_MARKER) is not None:
+            pytest.skip(message)
+        pytest.fail(f"{message}; to skip such tests instead, set aisp_missing = \"skip\" or mark them "
+                    f"@pytest.mark.{OPTIONAL_MARKER}", pytrace=False)
+
+
+def _require_option(settings: Settings, fixture: str) -> None:
+    """The same check inside the fixture, for a value requested outside a test's setup."""
+    message = unconfigured_message(settings, fixture)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -71,22 +112,21 @@ def aisp_seed(aisp_config: Settings) -> int:
 def aisp_model(aisp_config: Settings, aisp_device: str) -> Any:
     """The model under test from ``--aisp-model`` (scanned first, loaded without running code),
     with its evaluation data from ``--aisp-data``."""
-    _require_option(aisp_config, "model", "aisp_model")
+    _require_option(aisp_config, "aisp_model")
     return _factory("aisp_model")(aisp_config, device=aisp_device)
 
 
 @pytest.fixture(scope="session")
 def llm_endpoint(aisp_config: Settings) -> Any:
     """The LLM endpoint from ``--aisp-llm-endpoint`` and ``[tool.aisp.llm]``."""
-    _require_option(aisp_config, "llm_endpoint", "llm_endpoint")
+    _require_option(aisp_config, "llm_endpoint")
     return _factory("llm_endpoint")(aisp_config)
 
 
 @pytest.fixture(scope="session")
 def artifact_manifest(aisp_config: Settings) -> Any:
     """The artifact manifest from ``--aisp-manifest`` (or ``aisp-manifest.json`` at the rootdir)."""
-    if aisp_config.manifest is None and not (aisp_config.rootdir / "aisp-manifest.json").is_file():
-        _require_option(aisp_config, "manifest", "artifact_manifest")
+    _require_option(aisp_config, "artifact_manifest")
     return _factory("artifact_manifest")(aisp_config)
 
 

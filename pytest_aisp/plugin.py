@@ -15,7 +15,7 @@ from pytest_aisp.baseline import load_baseline
 from pytest_aisp.config import OPTIONS, SettingError, Settings, resolve_settings, set_current_settings
 from pytest_aisp.devices import assign_worker_gpu, assign_worker_threads, available_cores, gpu_pool, thread_share
 from pytest_aisp.findings import AispError
-from pytest_aisp.fixtures import AISP_FIXTURES, SETTINGS_KEY
+from pytest_aisp.fixtures import AISP_FIXTURES, OPTIONAL_MARKER, SETTINGS_KEY, UNCONFIGURED, check_configured
 from pytest_aisp.recorder import TestRecord, recording
 from pytest_aisp.reporters import session as report_session
 from pytest_aisp.verdict import Policy, set_policy
@@ -63,6 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "aisp: an AI security check (pytest-aisp); select with -m aisp")
     for name, what in SUBMARKERS.items():
         config.addinivalue_line("markers", f"{name}: pytest-aisp {what} check (implies aisp)")
+    config.addinivalue_line(
+        "markers", f"{OPTIONAL_MARKER}: skip (not error) this test when an aisp fixture it needs is not configured")
     settings = _resolve(config)
     config.stash[SETTINGS_KEY] = settings
     set_current_settings(settings)
@@ -169,6 +171,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test needing an unconfigured aisp fixture errors here (or skips, where the team opted in)."""
+    check_configured(item, item.config.stash[SETTINGS_KEY])
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report: pytest.TestReport = yield
@@ -190,6 +198,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     report_session.terminal_summary(terminalreporter, config)
+    _count_unconfigured_skips(terminalreporter)
+
+
+def _count_unconfigured_skips(terminalreporter: Any) -> None:
+    """Skips a team opted into still show: one line per fixture, with how many tests it skipped."""
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+        if UNCONFIGURED in reason:
+            fixture = reason.split(UNCONFIGURED, 1)[1].split()[0]
+            counts[fixture] = counts.get(fixture, 0) + 1
+    for fixture, count in sorted(counts.items()):
+        terminalreporter.write_line(
+            f"aisp: {count} test(s) skipped because {fixture} is not configured (aisp_missing = skip or "
+            f"@pytest.mark.{OPTIONAL_MARKER}): nothing was checked there", yellow=True)
 
 
 @pytest.hookimpl(optionalhook=True)

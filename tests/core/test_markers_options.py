@@ -174,21 +174,55 @@ def test_report_header(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--aisp-seed", "3", "--aisp-gpus", "4,6")
     result.stdout.fnmatch_lines([
         "aisp: pytest-aisp *, seed=3, fail-on=medium, hypothesis profile=*",
-        "aisp: gpus=4,6, baseline=none",
+        "aisp: gpus=4,6, threads=*, baseline=none",
         "aisp: backends: torch=*",
     ])
 
 
-def test_unconfigured_fixture_skips_naming_the_option(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_t="def test_m(aisp_model): pass\ndef test_l(llm_endpoint): pass\n"
-                               "def test_a(artifact_manifest): pass\n")
-    result = pytester.runpytest("-rs")
+UNCONFIGURED_TESTS = ("def test_m(aisp_model): pass\ndef test_l(llm_endpoint): pass\n"
+                      "def test_a(artifact_manifest): pass\n")
+
+
+def test_unconfigured_fixture_is_an_error_naming_every_place_to_set_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI job with a misspelt AISP_MODEL must not go green having checked nothing (it skipped before)."""
+    monkeypatch.setenv("AISP_MODLE", "models/cnn.pt")
+    pytester.makepyfile(test_t=UNCONFIGURED_TESTS)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "*aisp_model needs --aisp-model (ini aisp_model, [[]tool.aisp[]] model, environment AISP_MODEL)*",
+        "*llm_endpoint needs --aisp-llm-endpoint (ini aisp_llm_endpoint,*environment AISP_LLM_ENDPOINT)*",
+        "*artifact_manifest needs --aisp-manifest*aisp_missing = \"skip\"*",
+    ])
+
+
+def test_skipping_unconfigured_fixtures_is_an_opt_in_that_is_counted(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_t=UNCONFIGURED_TESTS)
+    result = pytester.runpytest("--aisp-missing=skip")
     result.assert_outcomes(skipped=3)
     result.stdout.fnmatch_lines([
-        "*aisp_model is not configured: set --aisp-model*",
-        "*llm_endpoint is not configured: set --aisp-llm-endpoint*",
-        "*artifact_manifest is not configured: set --aisp-manifest*",
+        "aisp: 1 test(s) skipped because aisp_model is not configured*nothing was checked there",
+        "aisp: 1 test(s) skipped because artifact_manifest is not configured*",
     ])
+    pytester.makeini("[pytest]\naisp_missing = skip\n")
+    pytester.runpytest().assert_outcomes(skipped=3)
+
+
+def test_one_test_may_opt_into_skipping(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_t="import pytest\n@pytest.mark.aisp_optional\ndef test_m(aisp_model): pass\n"
+                               "def test_l(llm_endpoint): pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(skipped=1, errors=1)
+
+
+def test_a_bad_missing_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_t="def test_t(): pass\n")
+    result = pytester.runpytest("--aisp-missing=ignore")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--aisp-missing*'ignore'*error, skip*"])
 
 
 def test_team_conftest_overrides_a_fixture(pytester: pytest.Pytester) -> None:
