@@ -50,37 +50,51 @@ def register(subparsers: Any) -> None:
 
 
 def augment_command(args: argparse.Namespace) -> int:
-    """Stream ``args.input`` to ``args.output``; return 0."""
-    from pytest_aisp.nlp.augment import _checked_options, augment_one
+    """Stream ``args.input`` to ``args.out`` (written to a temporary file beside it, renamed at the end); return 0."""
+    from pytest_aisp.nlp.augment import _checked_options
 
-    names = _checked_options(args.recipe, args.n, args.words_fraction, args.wordnet)
     if not args.input.is_file():
         raise AispError(f"--in {args.input}: no such file")
+    if args.out.exists() and args.out.resolve() == args.input.resolve():
+        raise AispError(f"--out {args.out} is the input file; write the augmented copies to another file")
+    if not args.out.parent.is_dir():
+        raise AispError(f"--out {args.out}: the folder {args.out.parent} does not exist; create it first")
+    with open(args.input, newline="", encoding="utf-8") as source:
+        fieldnames = csv.DictReader(source).fieldnames
+    if not fieldnames or args.text_column not in fieldnames:
+        raise AispError(
+            f"--text-column {args.text_column!r} is not a column of {args.input}; "
+            f"columns: {', '.join(fieldnames or [])}"
+        )
+    names = _checked_options(args.recipe, args.n, args.words_fraction, args.wordnet)
+    partial = args.out.with_name(f".{args.out.name}.partial")
+    try:
+        rows, copies, seconds = _augment_rows(args, names, partial)
+        partial.replace(args.out)
+    finally:
+        partial.unlink(missing_ok=True)
+    if not args.quiet:
+        _progress(rows, copies, seconds, final=True)
+    return 0
+
+
+def _augment_rows(args: argparse.Namespace, names: Any, target: Path) -> tuple[int, int, float]:
+    from pytest_aisp.nlp.augment import augment_one
+
     rows = copies = 0
     started = last = time.monotonic()
-    with open(args.input, newline="", encoding="utf-8") as source:
+    with open(args.input, newline="", encoding="utf-8") as source, \
+            open(target, "w", newline="", encoding="utf-8") as sink:
         reader = csv.DictReader(source)
-        if not reader.fieldnames or args.text_column not in reader.fieldnames:
-            raise AispError(
-                f"--text-column {args.text_column!r} is not a column of {args.input}; "
-                f"columns: {', '.join(reader.fieldnames or [])}"
-            )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="", encoding="utf-8") as sink:
-            writer = csv.DictWriter(sink, fieldnames=[*reader.fieldnames, "aisp_source_row"])
-            writer.writeheader()
+        writer = csv.DictWriter(sink, fieldnames=[*(reader.fieldnames or []), "aisp_source_row"])
+        writer.writeheader()
+        try:
             for row in reader:
                 text = row[args.text_column] or ""
                 if not args.no_original:
                     writer.writerow({**row, "aisp_source_row": rows})
-                for copy in augment_one(
-                    text,
-                    recipe=names,
-                    n=args.n,
-                    seed=args.seed,
-                    words_fraction=args.words_fraction,
-                    wordnet_path=args.wordnet,
-                ):
+                for copy in augment_one(text, recipe=names, n=args.n, seed=args.seed,
+                                        words_fraction=args.words_fraction, wordnet_path=args.wordnet):
                     writer.writerow({**row, args.text_column: copy, "aisp_source_row": rows})
                     copies += 1
                 rows += 1
@@ -88,9 +102,10 @@ def augment_command(args: argparse.Namespace) -> int:
                 if not args.quiet and now - last >= PROGRESS_EVERY_S:
                     _progress(rows, copies, now - started, final=False)
                     last = now
-    if not args.quiet:
-        _progress(rows, copies, time.monotonic() - started, final=True)
-    return 0
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise AispError(f"--in {args.input}: row {rows + 1} is not readable CSV ({exc}); nothing was written "
+                            f"to {args.out}") from None
+    return rows, copies, time.monotonic() - started
 
 
 def _progress(rows: int, copies: int, seconds: float, *, final: bool) -> None:

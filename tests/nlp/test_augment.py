@@ -143,3 +143,31 @@ def test_cli_augment_end_to_end_in_a_subprocess(generated, tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert "rows" in completed.stderr
     assert len(_rows(out)) == 200
+
+
+def test_cli_augment_never_overwrites_its_input(generated, tmp_path, capsys):
+    """``--out`` naming the input file would have truncated it before reading (fails on the previous commit)."""
+    source = tmp_path / "data.csv"
+    source.write_bytes(generated["test"].read_bytes())
+    before = source.read_bytes()
+    code = main(["augment", "--in", str(source), "--text-column", "text", "--out", str(source), "--quiet"])
+    assert code == 2 and "is the input file" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_cli_augment_does_not_create_missing_folders(generated, tmp_path, capsys):
+    out = tmp_path / "no" / "such" / "dir" / "aug.csv"
+    code = main(["augment", "--in", str(generated["test"]), "--text-column", "text", "--out", str(out), "--quiet"])
+    assert code == 2 and "does not exist; create it first" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+
+
+def test_cli_augment_unreadable_row_names_the_row_and_leaves_no_partial_file(tmp_path, capsys):
+    import csv
+
+    source = tmp_path / "big.csv"
+    source.write_text("text,label\n" + "ok,1\n" + '"' + "x" * (csv.field_size_limit() + 10) + '",0\n')
+    out = tmp_path / "aug.csv"
+    code = main(["augment", "--in", str(source), "--text-column", "text", "--out", str(out), "--quiet"])
+    assert code == 2 and "row 2 is not readable CSV" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == [source]
