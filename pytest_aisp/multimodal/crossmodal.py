@@ -31,6 +31,9 @@ from pytest_aisp.verdict import enforce
 
 RULE_CROSS_MODAL = "AISP-MM-CROSS-MODAL"
 RULE_JOINT_AGREEMENT = "AISP-MM-CROSS-MODAL-AGREEMENT"
+# the agreement every modality subset must keep, as for assert_invariant: a model that each perturbation
+# alone breaks is not consistent just because the joint perturbation breaks nothing more
+DEFAULT_MIN_AGREEMENT = 0.9
 RULE_MISMATCH = "AISP-MM-MISMATCH"
 
 MultiModel = Callable[[Mapping[str, Any]], Any]
@@ -131,7 +134,7 @@ def evaluate_cross_modal(
     severities: Sequence[float] = (0.5, 1.0),
     seed: int = 0,
     max_joint_only: float = 0.0,
-    min_agreement: float | None = None,
+    min_agreement: float | None = DEFAULT_MIN_AGREEMENT,
     backend: str = "auto",
     sample_rate: int | None = None,
     fps: float | None = None,
@@ -141,9 +144,10 @@ def evaluate_cross_modal(
 
     An example is *broken only together* by a subset of modalities when perturbing that subset
     changes the prediction but perturbing any smaller part of it does not. A cell where more
-    than ``max_joint_only`` of the examples are such gives ``AISP-MM-CROSS-MODAL``; with
-    ``min_agreement``, low agreement under the coordinated perturbation gives
-    ``AISP-MM-CROSS-MODAL-AGREEMENT``.
+    than ``max_joint_only`` of the examples are such gives ``AISP-MM-CROSS-MODAL``. Agreement with
+    the clean prediction below ``min_agreement`` (default 0.9) under any perturbed subset, a single
+    modality alone included, gives ``AISP-MM-CROSS-MODAL-AGREEMENT``; ``min_agreement=None`` turns
+    that check off.
     """
     started = time.perf_counter()
     context = Context(sample_rate=sample_rate, fps=fps)
@@ -240,18 +244,23 @@ def _findings(
                     metrics={"joint_only_rate": rate, "severity": c.severity},
                 )
             )
-        joint = list(c.agreement.values())[-1]
-        if min_agreement is not None and joint < min_agreement:
+        if min_agreement is None:
+            continue
+        for subset, agreement in c.agreement.items():
+            if agreement >= min_agreement:
+                continue
+            what = "together" if "+" in subset else "alone"
             findings.append(
                 Finding(
                     rule_id=RULE_JOINT_AGREEMENT,
                     severity=Severity.MEDIUM,
                     message=(
-                        f"{combo} at severity {c.severity:g}: joint agreement {joint:.3f} < {min_agreement}"
+                        f"{combo} at severity {c.severity:g}: perturbing {subset.replace('+', ' + ')} {what} "
+                        f"keeps {agreement:.3f} of the predictions < {min_agreement}"
                     ),
-                    location=f"{where}:{'+'.join(c.combination)}",
-                    evidence={"combination": list(c.combination), "severity": c.severity},
-                    metrics={"agreement": joint},
+                    location=f"{where}:{'+'.join(c.combination)}:{subset}",
+                    evidence={"combination": list(c.combination), "severity": c.severity, "perturbed": subset},
+                    metrics={"agreement": agreement, "min_agreement": float(min_agreement)},
                 )
             )
     return findings
@@ -265,14 +274,15 @@ def assert_cross_modal_consistent(
     severities: Sequence[float] = (0.5, 1.0),
     seed: int = 0,
     max_joint_only: float = 0.0,
-    min_agreement: float | None = None,
+    min_agreement: float | None = DEFAULT_MIN_AGREEMENT,
     backend: str = "auto",
     sample_rate: int | None = None,
     fps: float | None = None,
     location: str | None = None,
     fail_on: Severity | str | None = None,
 ) -> CrossModalResult:
-    """Fail with ``InvarianceFailure`` when coordinated perturbations break predictions single ones keep."""
+    """Fail with ``InvarianceFailure`` when coordinated perturbations break predictions single ones keep, or
+    when any perturbed modality subset (one alone included) keeps fewer than ``min_agreement`` of them."""
     __tracebackhide__ = True
     result = evaluate_cross_modal(
         model,
@@ -288,11 +298,18 @@ def assert_cross_modal_consistent(
         location=location,
     )
     worst = max(result.cells, key=lambda c: len(c.joint_only))
-    headline = (
-        f"{' + '.join(worst.combination)} at severity {worst.severity:g} breaks "
-        f"{len(worst.joint_only)}/{result.n_examples} predictions only when the modalities are "
-        f"perturbed together"
-    )
+    if worst.joint_only:
+        headline = (
+            f"{' + '.join(worst.combination)} at severity {worst.severity:g} breaks "
+            f"{len(worst.joint_only)}/{result.n_examples} predictions only when the modalities are "
+            f"perturbed together"
+        )
+    else:
+        low = min(((a, s, c) for c in result.cells for s, a in c.agreement.items()), key=lambda t: t[0])
+        headline = (
+            f"perturbing {low[1].replace('+', ' + ')} ({' + '.join(low[2].combination)} at severity "
+            f"{low[2].severity:g}) keeps only {low[0]:.3f} of the predictions"
+        )
     details = result.table()
     if worst.joint_only:
         i = worst.joint_only[0]

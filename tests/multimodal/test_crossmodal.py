@@ -144,3 +144,28 @@ def test_audio_and_transcript_model(tones, mm):
         evaluate_cross_modal(
             audio_transcript, samples, perturb={"audio": "audio:reverb", "text": "text:typos"}
         )
+
+
+def test_a_model_every_perturbation_breaks_fails_by_default(image_caption):
+    """Each modality alone breaks it, so nothing is broken *only* together: this passed before the default
+    agreement bound (fails on the previous commit)."""
+    _, samples, _ = image_caption
+
+    def fragile(batch):  # any change to either input changes the prediction
+        image_part = np.asarray(batch["image"], dtype=np.int64).reshape(len(batch["image"]), -1).sum(axis=1)
+        text_part = np.array([sum(map(ord, t)) for t in batch["text"]])
+        return np.eye(7)[(image_part + text_part) % 7]
+
+    with pytest.raises(InvarianceFailure) as info:
+        assert_cross_modal_consistent(
+            fragile, samples, perturb={"image": "image:brightness", "text": "text:typos"}, severities=(0.5,),
+            backend="native",
+        )
+    result = info.value.result
+    assert result.joint_only_rate == 0.0
+    alone = {f.evidence["perturbed"] for f in result.findings if f.rule_id == "AISP-MM-CROSS-MODAL-AGREEMENT"}
+    assert {"image", "text", "image+text"} <= alone
+    assert "alone keeps" in str(info.value)
+    relaxed = evaluate_cross_modal(fragile, samples, perturb={"image": "image:brightness", "text": "text:typos"},
+                                   severities=(0.5,), backend="native", min_agreement=None)
+    assert relaxed.ok  # the bound, not the joint-only check, is what catches it
