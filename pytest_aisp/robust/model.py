@@ -275,9 +275,10 @@ def module_device(module: Any) -> Any:
     """The device of the module's first parameter or buffer (CPU when it has none)."""
     import torch
 
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    first = next(module.parameters(), None)
+    if first is None:
+        first = next(module.buffers(), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 @contextlib.contextmanager
