@@ -237,20 +237,43 @@ def test_every_check_runs_on_both_exports(skl, torch_onnx):
         assert not [f for f in invariance.findings if f.rule_id == "AISP-MM-UNCHECKED"]
 
 
-def test_poisoning_takes_a_train_fn_that_returns_an_onnx_session(tmp_path):
+def _torch_onnx_export(x_train: np.ndarray, y_train: np.ndarray, path: Path) -> Path:
+    """A softmax regression trained in torch, exported with torch.onnx (one output, logits)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(x_train.shape[1], 10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    for _ in range(150):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(xt), yt).backward()
+        optimizer.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (xt[:2],), str(path), dynamo=False, input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
+    return path
+
+
+@pytest.mark.parametrize("exporter", ["skl2onnx", "torch.onnx"])
+def test_poisoning_takes_a_train_fn_that_returns_an_onnx_session(tmp_path, exporter):
     from pytest_aisp.robust import evaluate_poisoning
 
     x, y = _digits()
     calls = []
 
     def train_fn(x_train: np.ndarray, y_train: np.ndarray):
-        from sklearn.linear_model import LogisticRegression
+        path = tmp_path / f"trained{len(calls)}.onnx"
+        if exporter == "skl2onnx":
+            from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(max_iter=300).fit(x_train, y_train)
-        path = _export(model, x_train, tmp_path / f"poisoned{len(calls)}.onnx")  # label first
+            _export(LogisticRegression(max_iter=300).fit(x_train, y_train), x_train, path)  # label first
+        else:
+            _torch_onnx_export(x_train, y_train, path)
         calls.append(path)
         return ort.InferenceSession(str(path))
 
     result = evaluate_poisoning(train_fn, ((x[:1000], y[:1000]), (x[1000:1400], y[1000:1400])),
                                 attack="label_flip", rate=0.05)
-    assert len(calls) == 2 and result.clean_accuracy > 0.9
+    assert len(calls) == 2 and result.clean_accuracy > 0.85
