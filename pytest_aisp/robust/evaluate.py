@@ -280,7 +280,8 @@ def evaluate_robustness(
     ``model`` is anything :func:`as_classifier` accepts, or a ``ModelUnderTest`` (then ``data``
     defaults to its own). ``attack`` is one of fgsm, pgd, apgd-ce, square, noise, or
     ``"art:<ART attack class>"`` (``attack_options`` go to its constructor). With ``min_acc``
-    the run stops as soon as the verdict is decided.
+    the run stops between batches as soon as the verdict is decided. ``batch_size`` caps the points
+    a native attack holds at once (default: :func:`auto_batch_size` of the input shape; ART: 256).
     """
     started = time.perf_counter()
     norm = normalise_norm(norm)
@@ -324,12 +325,12 @@ def evaluate_robustness(
     order = np.flatnonzero(attackable)
     stopped: str | None = None
     options = dict(attack_options or {})
+    size = batch_size or (DEFAULT_BATCH if is_art else auto_batch_size(x.shape[1:]))
     if is_art:
         from pytest_aisp.robust.art_bridge import art_adversarial
 
         chunks = [order]
     else:
-        size = batch_size or auto_batch_size(x.shape[1:])
         chunks = [order[i:i + size] for i in range(0, len(order), size)]
     with torch_scores(classifier, device) if not is_art else contextlib.nullcontext() as scores:
         for number, index in enumerate(chunks):
@@ -343,8 +344,7 @@ def evaluate_robustness(
             if is_art:
                 x_adv = art_adversarial(attack[4:], classifier, x[index], labels[index], eps=eps, norm=norm,
                                         steps=steps, step_size=step_size, targeted=targeted, seed=seed,
-                                        batch_size=batch_size or DEFAULT_BATCH, device=device,
-                                        options=options)
+                                        batch_size=size, device=device, options=options)
                 x_adv = _project_numpy(x_adv, x[index], eps, norm, lower, upper)
                 predicted = checked_predict(classifier, x_adv)
             else:
@@ -364,7 +364,7 @@ def evaluate_robustness(
         x=x, y=y, outcomes=outcomes, adversarial=adversarial, adversarial_labels=adversarial_labels,
         min_acc=min_acc, stopped=stopped, location=location, device=device,
         timings={"clean_s": clean_s, "attack_s": attack_s, "total_s": time.perf_counter() - started},
-        options={"step_size": step_size, "random_start": random_start, "schedule": schedule,
+        options={"step_size": step_size, "random_start": random_start, "schedule": schedule, "batch_size": size,
                  "target": None if target is None else np.asarray(target).tolist(), **options},
     )
 
