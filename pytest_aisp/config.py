@@ -11,6 +11,7 @@ found above the working directory (the nearest ``aisp.toml`` or ``pyproject.toml
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -71,6 +72,33 @@ def _missing(value: str) -> str:
     return text
 
 
+def _import_path(value: str) -> str:
+    text = str(value).strip()
+    module, _, attr = text.partition(":")
+    if not module or not attr or not all(part.isidentifier() for part in (*module.split("."), *attr.split("."))):
+        raise ValueError("expected package.module:Class (the module to import, a colon, the class or factory)")
+    return text
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    try:
+        parsed = json.loads(str(value))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"expected a JSON object such as {{\"channels\": 8}}: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError("expected a JSON object such as {\"channels\": 8}")
+    return parsed
+
+
+def _name(value: str) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("expected a name")
+    return text
+
+
 def _history(value: str) -> str:
     text = str(value).strip()
     if not text:
@@ -104,6 +132,12 @@ class OptionSpec:
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("model", "model file that the aisp_model fixture scans and loads", _path, "a path", "PATH"),
     OptionSpec("data", "evaluation data for aisp_model (.npz with x and y)", _path, "a path", "PATH"),
+    OptionSpec("model_class", "architecture to build a state_dict or safetensors --aisp-model into",
+               _import_path, "package.module:Class", "MODULE:CLASS"),
+    OptionSpec("model_kwargs", "constructor keyword arguments for --aisp-model-class (a JSON object)",
+               _json_object, "a JSON object (a table in [tool.aisp])", "JSON"),
+    OptionSpec("onnx_output", "ONNX output that holds the class scores (default: chosen from the file)", _name,
+               "an output name of the ONNX model", "NAME"),
     OptionSpec("llm_endpoint", "URL of the LLM endpoint the llm_endpoint fixture probes", _url,
                "an http(s) URL", "URL"),
     OptionSpec("manifest", "artifact manifest the artifact_manifest fixture verifies", _path, "a path", "PATH"),
@@ -133,6 +167,9 @@ class Settings:
     rootdir: Path = field(default_factory=Path.cwd)
     model: Path | None = None
     data: Path | None = None
+    model_class: str | None = None
+    model_kwargs: Mapping[str, Any] | None = None
+    onnx_output: str | None = None
     llm_endpoint: str | None = None
     manifest: Path | None = None
     gpus: tuple[str, ...] = ()
@@ -248,6 +285,11 @@ def set_current_settings(settings: Settings | None) -> None:
     """Install the settings every engine reads by default (the plugin does this per session)."""
     global _current
     _current = settings
+
+
+def current_settings_or_none() -> Settings | None:
+    """The installed settings, without resolving any (None when nothing installed them)."""
+    return _current
 
 
 def current_settings() -> Settings:

@@ -12,7 +12,14 @@ import pytest
 from pytest_aisp import __version__
 from pytest_aisp.backends import installed_backends
 from pytest_aisp.baseline import load_baseline
-from pytest_aisp.config import OPTIONS, SettingError, Settings, resolve_settings, set_current_settings
+from pytest_aisp.config import (
+    OPTIONS,
+    SettingError,
+    Settings,
+    current_settings_or_none,
+    resolve_settings,
+    set_current_settings,
+)
 from pytest_aisp.devices import assign_worker_gpu, assign_worker_threads, available_cores, gpu_pool, thread_share
 from pytest_aisp.findings import AispError
 from pytest_aisp.fixtures import AISP_FIXTURES, OPTIONAL_MARKER, SETTINGS_KEY, UNCONFIGURED, check_configured
@@ -30,6 +37,7 @@ SUBMARKERS: dict[str, str] = {
     "aisp_monitor": "deployment monitoring",
 }
 RECORD_KEY = pytest.StashKey[TestRecord]()
+PREVIOUS_SETTINGS_KEY = pytest.StashKey["Settings | None"]()
 HYPOTHESIS_CI_PROFILE = "aisp-ci"
 
 
@@ -67,6 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{OPTIONAL_MARKER}: skip (not error) this test when an aisp fixture it needs is not configured")
     settings = _resolve(config)
     config.stash[SETTINGS_KEY] = settings
+    config.stash[PREVIOUS_SETTINGS_KEY] = current_settings_or_none()
     set_current_settings(settings)
     baseline = None
     if settings.baseline is not None:
@@ -79,7 +88,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    set_current_settings(None)
+    # an in-process pytest run (pytester) inside a session gives the outer session its settings back
+    set_current_settings(config.stash.get(PREVIOUS_SETTINGS_KEY, None))
 
 
 def _register_hypothesis_profile() -> None:

@@ -28,6 +28,7 @@ from pytest_aisp.multimodal.registry import (
     resolve_perturbations,
 )
 from pytest_aisp.recorder import current_record, record_findings, record_metric
+from pytest_aisp.robust.model import as_score_function
 from pytest_aisp.verdict import enforce
 
 RULE_INVARIANCE = "AISP-MM-INVARIANCE"
@@ -177,6 +178,7 @@ def evaluate_invariance(
     batch = checks.check_inputs(modality, inputs, context)
     n = checks.batch_size(batch)
     label_array = _check_labels(labels, n)
+    model = as_score_function(model)  # an ONNX session or file, a model path: read like every other check
     where = location if location is not None else model_name(model)
     try:
         clean = predict_labels(model, batch)
@@ -551,6 +553,7 @@ def find_breaking_severity(
     one = _as_single(spec.modality, x)
     context = Context(sample_rate=sample_rate, fps=fps)
     checks.check_inputs(spec.modality, one, context)
+    model = as_score_function(model)
     clean = predict_labels(model, one)[0]
     calls = 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_aisp.findings import AispError
@@ -70,6 +70,18 @@ class Ball:
     norm: str
     lower: Any
     upper: Any
+    # Linf: the ball and box as one per-feature interval, so projecting is two element-wise ops
+    # (set in __post_init__; None for L2).
+    low: Any = field(default=None, init=False, repr=False, compare=False)
+    high: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.norm == "inf":
+            import torch
+
+            # lower <= x <= upper (the caller widens the box around clean inputs outside it), so low <= high.
+            object.__setattr__(self, "low", torch.maximum(self.x - self.eps, self.lower))
+            object.__setattr__(self, "high", torch.minimum(self.x + self.eps, self.upper))
 
     def subset(self, index: Any) -> Ball:
         # Bounds shared by every point have a leading dimension of 1 and need no copy.
@@ -81,12 +93,11 @@ class Ball:
         """The closest point of the ball and box to ``x_adv`` (exact for Linf, a feasible point for L2)."""
         import torch
 
-        delta = x_adv - self.x
         if self.norm == "inf":
-            delta = delta.clamp(-self.eps, self.eps)
-        else:
-            norms = _flat_norm(delta)
-            delta = delta * _expand((self.eps / norms.clamp_min(1e-12)).clamp(max=1.0), delta)
+            return torch.minimum(torch.maximum(x_adv, self.low), self.high)
+        delta = x_adv - self.x
+        norms = _flat_norm(delta)
+        delta = delta * _expand((self.eps / norms.clamp_min(1e-12)).clamp(max=1.0), delta)
         return torch.minimum(torch.maximum(self.x + delta, self.lower), self.upper)
 
     def random_start(self, generator: Any) -> Any:
@@ -111,9 +122,9 @@ class Ball:
             direction = gradient.sign()
         else:
             direction = gradient / _expand(_flat_norm(gradient).clamp_min(1e-12), gradient)
-        if not isinstance(size, float):
-            size = _expand(size, direction)
-        return self.project(x_adv + size * direction)
+        if isinstance(size, float):
+            return self.project(x_adv.add(direction, alpha=size))
+        return self.project(x_adv + _expand(size, direction) * direction)
 
     def finish(self, x_adv: Any) -> Any:
         """Project once more and remove float rounding, so every point is within eps and the box."""

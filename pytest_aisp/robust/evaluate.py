@@ -42,7 +42,18 @@ RULE_NON_MONOTONE = "AISP-ROBUST-NON-MONOTONE"
 # Per-sample outcomes.
 CLEAN_WRONG, FOOLED, ROBUST, NOT_ATTACKED = -1, 0, 1, 2
 WORST_KEPT = 5
-DEFAULT_BATCH = 256
+DEFAULT_BATCH = 256  # ART's batch size unless one is given
+# Native attacks run the attacked points in batches of about this many input elements (4 MiB of float32):
+# small inputs go in one batch, because per-step Python and dispatch overhead, not arithmetic, dominates.
+AUTO_BATCH_ELEMENTS = 1 << 20
+AUTO_BATCH_MAX = 8192
+
+
+def auto_batch_size(input_shape: Sequence[int]) -> int:
+    """Points per batch of a native attack when none is given: never fewer than 256, up to 8192 for
+    inputs small enough that a batch holds at most ``AUTO_BATCH_ELEMENTS`` numbers."""
+    features = max(1, int(np.prod(tuple(input_shape))))
+    return max(DEFAULT_BATCH, min(AUTO_BATCH_MAX, AUTO_BATCH_ELEMENTS // features))
 
 
 
@@ -72,8 +83,10 @@ class RobustnessResult:
 
     ``outcomes`` holds one code per sample: -1 misclassified before the attack, 0 fooled, 1 robust,
     2 not attacked (the run stopped once ``min_acc`` was decided; ``stopped_early`` says which way,
-    and ``robust_acc`` is then the bound that decided it). ``adversarial`` holds the attacked inputs
-    (clean inputs where nothing was found).
+    and ``robust_acc`` is then the bound that decided it: ``robust_acc_bound`` is "at most" when the
+    run stopped failing, "at least" when it stopped passing, "exact" when every point was attacked).
+    ``attack_success_rate`` is fooled / attacked over the points actually attacked. ``adversarial``
+    holds the attacked inputs (clean inputs where nothing was found).
     """
 
     attack: str
@@ -115,10 +128,38 @@ class RobustnessResult:
         return attacked / max(self.timings.get("attack_s", 0.0), 1e-9)
 
     @property
+    def attacked(self) -> int:
+        """Points the attack ran on (fooled or robust)."""
+        return int(np.sum((self.outcomes == FOOLED) | (self.outcomes == ROBUST)))
+
+    @property
+    def not_attacked(self) -> int:
+        """Correctly classified points left unattacked because the verdict was already decided."""
+        return int(np.sum(self.outcomes == NOT_ATTACKED))
+
+    @property
+    def robust_acc_bound(self) -> str:
+        """What ``robust_acc`` is: "exact" (every point attacked), "at most" (stopped once failing: the
+        unattacked points count as robust) or "at least" (stopped once passing: they count as fooled)."""
+        if not self.stopped_early:
+            return "exact"
+        return "at most" if self.stopped_early.endswith("failed") else "at least"
+
+    @property
     def metrics(self) -> dict[str, float]:
-        return {"clean_acc": self.clean_acc, "robust_acc": self.robust_acc, "ci_low": self.ci_low,
-                "ci_high": self.ci_high, "attack_success_rate": self.attack_success_rate, "eps": self.eps,
-                "n": float(self.n)}
+        """Named numbers for the reports; each name has one meaning (see docs/robust.md, Metrics).
+
+        ``robust_acc`` (with its Wilson interval ``ci_low``/``ci_high``) is only reported when every
+        point was attacked; a run that stopped early reports ``robust_acc_at_most`` or
+        ``robust_acc_at_least`` instead, and ``stopped_early`` 1."""
+        accuracy: dict[str, float]
+        if self.robust_acc_bound == "exact":
+            accuracy = {"robust_acc": self.robust_acc, "ci_low": self.ci_low, "ci_high": self.ci_high}
+        else:
+            accuracy = {f"robust_acc_{self.robust_acc_bound.replace(' ', '_')}": self.robust_acc}
+        return {"clean_acc": self.clean_acc, **accuracy, "attack_success_rate": self.attack_success_rate,
+                "attacked": float(self.attacked), "not_attacked": float(self.not_attacked),
+                "stopped_early": float(bool(self.stopped_early)), "eps": self.eps, "n": float(self.n)}
 
     def settings_text(self) -> str:
         """The attack settings, as a reader needs them to reproduce the run."""
@@ -127,12 +168,19 @@ class RobustnessResult:
         return (f"attack={self.attack!r} norm={norm} eps={self.eps:g} steps={self.steps} "
                 f"restarts={self.restarts} seed={self.seed}{goal}")
 
+    def accuracy_text(self) -> str:
+        """Robust accuracy with what it means: exact with its interval, or the bound an early stop gives."""
+        if self.robust_acc_bound == "exact":
+            return (f"robust accuracy {self.robust_acc:.3f} [95% CI {self.ci_low:.3f}-{self.ci_high:.3f}], "
+                    f"attack success {self.attack_success_rate:.3f} of {self.attacked} attacked")
+        return (f"robust accuracy {self.robust_acc_bound} {self.robust_acc:.3f} ({self.stopped_early} once "
+                f"the verdict was decided; {self.not_attacked} correct points not attacked), attack success "
+                f"{self.attack_success_rate:.3f} of the {self.attacked} attacked")
+
     def summary(self) -> str:
-        """One line: robust and clean accuracy, the interval, the settings."""
-        bound = f" ({self.stopped_early})" if self.stopped_early else ""
-        return (f"robust accuracy {self.robust_acc:.3f}{bound} "
-                f"[95% CI {self.ci_low:.3f}-{self.ci_high:.3f}], clean accuracy {self.clean_acc:.3f}, "
-                f"n={self.n}; {self.settings_text()}")
+        """One line: robust and clean accuracy, the interval or bound, the settings."""
+        return (f"{self.accuracy_text()}, clean accuracy {self.clean_acc:.3f}, n={self.n}; "
+                f"{self.settings_text()}")
 
 
 # --- running the attack -------------------------------------------------------------------------
@@ -220,7 +268,7 @@ def evaluate_robustness(
     schedule: str = "constant",
     targeted: bool = False,
     target: Any = None,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | None = None,
     seed: int = 0,
     device: str | None = None,
     min_acc: float | None = None,
@@ -232,7 +280,8 @@ def evaluate_robustness(
     ``model`` is anything :func:`as_classifier` accepts, or a ``ModelUnderTest`` (then ``data``
     defaults to its own). ``attack`` is one of fgsm, pgd, apgd-ce, square, noise, or
     ``"art:<ART attack class>"`` (``attack_options`` go to its constructor). With ``min_acc``
-    the run stops as soon as the verdict is decided.
+    the run stops between batches as soon as the verdict is decided. ``batch_size`` caps the points
+    a native attack holds at once (default: :func:`auto_batch_size` of the input shape; ART: 256).
     """
     started = time.perf_counter()
     norm = normalise_norm(norm)
@@ -247,7 +296,7 @@ def evaluate_robustness(
                         "or 'art:<ART attack class>'")
     attack = attack if is_art else attack.lower()
     steps = int(steps if steps is not None else DEFAULT_STEPS.get(attack, 20))
-    if steps < 1 or restarts < 1 or batch_size < 1:
+    if steps < 1 or restarts < 1 or (batch_size is not None and batch_size < 1):
         raise AispError("steps, restarts and batch_size must be at least 1")
     classifier, data, location, device = model_and_data(model, data, device)
     x, y = as_arrays(data)
@@ -276,12 +325,13 @@ def evaluate_robustness(
     order = np.flatnonzero(attackable)
     stopped: str | None = None
     options = dict(attack_options or {})
+    size = batch_size or (DEFAULT_BATCH if is_art else auto_batch_size(x.shape[1:]))
     if is_art:
         from pytest_aisp.robust.art_bridge import art_adversarial
 
         chunks = [order]
     else:
-        chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        chunks = [order[i:i + size] for i in range(0, len(order), size)]
     with torch_scores(classifier, device) if not is_art else contextlib.nullcontext() as scores:
         for number, index in enumerate(chunks):
             if min_acc is not None:
@@ -294,7 +344,7 @@ def evaluate_robustness(
             if is_art:
                 x_adv = art_adversarial(attack[4:], classifier, x[index], labels[index], eps=eps, norm=norm,
                                         steps=steps, step_size=step_size, targeted=targeted, seed=seed,
-                                        batch_size=batch_size, device=device, options=options)
+                                        batch_size=size, device=device, options=options)
                 x_adv = _project_numpy(x_adv, x[index], eps, norm, lower, upper)
                 predicted = checked_predict(classifier, x_adv)
             else:
@@ -314,7 +364,7 @@ def evaluate_robustness(
         x=x, y=y, outcomes=outcomes, adversarial=adversarial, adversarial_labels=adversarial_labels,
         min_acc=min_acc, stopped=stopped, location=location, device=device,
         timings={"clean_s": clean_s, "attack_s": attack_s, "total_s": time.perf_counter() - started},
-        options={"step_size": step_size, "random_start": random_start, "schedule": schedule,
+        options={"step_size": step_size, "random_start": random_start, "schedule": schedule, "batch_size": size,
                  "target": None if target is None else np.asarray(target).tolist(), **options},
     )
 
@@ -400,8 +450,8 @@ def _result(*, attack: str, eps: float, norm: str, steps: int, restarts: int, se
     )
     result = replace(result, findings=tuple(_findings(result)))
     record_findings(result.findings)
-    for name in ("robust_acc", "clean_acc", "attack_success_rate"):
-        record_metric(name, result.metrics[name])
+    for name, value in result.metrics.items():
+        record_metric(name, value)
     if current_record() is not None and result.worst:
         _attach_examples(result, x)
     return result
@@ -424,7 +474,8 @@ def _findings(result: RobustnessResult) -> list[Finding]:
                                                        "distance": smallest.distance}}
         findings.append(Finding(
             RULE_EVASION, Severity.HIGH,
-            f"robust accuracy {'at most ' if result.stopped_early else ''}{result.robust_acc:.3f} is below "
+            f"robust accuracy {'' if result.robust_acc_bound == 'exact' else result.robust_acc_bound + ' '}"
+            f"{result.robust_acc:.3f} is below "
             f"min_acc {result.min_acc:.3f} under "
             f"{result.attack} ({'Linf' if result.norm == 'inf' else 'L2'} eps={result.eps:g}); "
             f"clean accuracy {result.clean_acc:.3f}",
@@ -476,12 +527,10 @@ def assert_robust(model: Any, data: Any = None, *, attack: str = "pgd", eps: flo
     __tracebackhide__ = True
     result = evaluate_robustness(model, data, attack=attack, eps=eps, min_acc=min_acc, **options)
     # After an early stop robust_acc is the bound that decided the verdict, so say which bound it is.
-    bound = "at most " if result.stopped_early else ""
+    bound = "" if result.robust_acc_bound == "exact" else f"{result.robust_acc_bound} "
     headline = (f"robust accuracy {bound}{result.robust_acc:.3f} < min_acc {min_acc:.3f} under "
                 f"{result.attack} ({'Linf' if result.norm == 'inf' else 'L2'} eps={result.eps:g})")
-    details = [f"  clean accuracy {result.clean_acc:.3f}, robust accuracy {result.robust_acc:.3f} "
-               f"[95% CI {result.ci_low:.3f}-{result.ci_high:.3f}], n={result.n}"
-               + (f", {result.stopped_early}" if result.stopped_early else ""),
+    details = [f"  clean accuracy {result.clean_acc:.3f}, {result.accuracy_text()}, n={result.n}",
                f"  settings: {result.settings_text()}"]
     if result.worst:
         case = result.worst[0]

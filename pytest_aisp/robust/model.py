@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -216,6 +217,7 @@ class Classifier:
     preprocess: Callable[[Any], Any] | None = None
     name: str = ""
     source: Any = field(default=None, repr=False)  # the object adapted (ART's scikit-learn wrappers use it)
+    outputs_note: str = ""  # for a model with several outputs: which exist, which is read, how to choose
 
     @property
     def white_box(self) -> bool:
@@ -273,9 +275,10 @@ def module_device(module: Any) -> Any:
     """The device of the module's first parameter or buffer (CPU when it has none)."""
     import torch
 
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    first = next(module.parameters(), None)
+    if first is None:
+        first = next(module.buffers(), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 @contextlib.contextmanager
@@ -300,22 +303,104 @@ def attack_mode(module: Any) -> Iterator[Any]:
             parameter.requires_grad_(flag)
 
 
-def _onnx_predict(session: Any) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, ...] | None]:
+# --- ONNX ---------------------------------------------------------------------------------------
+
+# Output names that say "class scores": skl2onnx's probabilities / output_probability, logits, scores.
+_SCORE_NAMES = re.compile(r"prob|logit|score", re.IGNORECASE)
+_FLOAT_TENSORS = frozenset({"tensor(float)", "tensor(double)", "tensor(float16)"})
+_ONNX_HOW_TO_CHOOSE = ('onnx_output = "NAME" in [tool.aisp], --aisp-onnx-output NAME, AISP_ONNX_OUTPUT=NAME, '
+                       'or as_classifier(model, onnx_output="NAME")')
+
+
+def _describe_onnx_outputs(outputs: Sequence[Any]) -> str:
+    return ", ".join(f"{o.name} ({o.type} {list(o.shape) if o.shape is not None else '?'})" for o in outputs)
+
+
+def _holds_scores(output: Any) -> bool:
+    """A float tensor of rank 2 (N, classes), or skl2onnx's ZipMap (a list of {class: probability})."""
+    if output.type in _FLOAT_TENSORS:
+        return output.shape is not None and len(output.shape) == 2
+    return output.type.startswith("seq(map(") and "tensor(float)" in output.type
+
+
+def onnx_scores_output(session: Any, onnx_output: str | None = None, *, where: str = "the ONNX model") -> str:
+    """The name of the output of an onnxruntime ``session`` that holds class scores.
+
+    ``onnx_output`` names it explicitly (it must exist); otherwise a model with one output uses it, and a
+    model with several uses the one float ``(N, classes)`` tensor (or ZipMap), or among several such the
+    one named like probabilities/logits/scores. Anything else is ambiguous and raises ``AispError``
+    listing the outputs: the choice is never guessed. Every check that runs an ONNX model reads its
+    scores through this one choice.
+    """
+    outputs = list(session.get_outputs())
+    names = [o.name for o in outputs]
+    if onnx_output is not None:
+        if onnx_output not in names:
+            raise AispError(f"{where} has no output named {onnx_output!r} (onnx_output); its outputs are "
+                            f"{_describe_onnx_outputs(outputs)}; set onnx_output to the one holding class scores")
+        return onnx_output
+    if len(outputs) == 1:
+        return names[0]
+    candidates = [o for o in outputs if _holds_scores(o)]
+    if len(candidates) > 1:
+        named = [o for o in candidates if _SCORE_NAMES.search(o.name)]
+        candidates = named if len(named) == 1 else candidates
+    if len(candidates) == 1:
+        return candidates[0].name
+    reason = ("none of them is a float (N, classes) tensor of class scores" if not candidates else
+              f"{len(candidates)} of them could hold class scores")
+    raise AispError(f"{where} has {len(outputs)} outputs, {_describe_onnx_outputs(outputs)}, and {reason}; "
+                    f"name the one with the class scores: {_ONNX_HOW_TO_CHOOSE}")
+
+
+def configured_onnx_output() -> str | None:
+    """``onnx_output`` from the configuration in force ([tool.aisp], --aisp-onnx-output, AISP_ONNX_OUTPUT)."""
+    from pytest_aisp.config import current_settings
+
+    return current_settings().onnx_output
+
+
+def _onnx_input_dtype(type_name: str) -> Any:
+    return {"tensor(double)": np.float64, "tensor(float16)": np.float16}.get(type_name, np.float32)
+
+
+def _onnx_rows(value: Any, output: Any) -> np.ndarray:
+    """An output as an array; a ZipMap (list of {class: probability}) becomes rows in class order."""
+    if isinstance(value, list) and value and isinstance(value[0], Mapping):
+        keys = sorted(value[0])
+        return np.asarray([[row[k] for k in keys] for row in value], dtype=np.float64)
+    return np.asarray(value)
+
+
+def _onnx_predict(session: Any, onnx_output: str | None, where: str
+                  ) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, ...] | None, str]:
     first = session.get_inputs()[0]
     shape = tuple(first.shape[1:]) if first.shape else ()
     input_shape = tuple(int(d) for d in shape) if shape and all(isinstance(d, int) for d in shape) else None
+    dtype = _onnx_input_dtype(first.type)
+    outputs = list(session.get_outputs())
+    chosen = onnx_scores_output(session, onnx_output, where=where)
+    output = next(o for o in outputs if o.name == chosen)
+    # Said when the chosen output turns out not to hold scores: which outputs exist and how to pick one.
+    note = "" if len(outputs) == 1 else (
+        f"{where} has {len(outputs)} outputs, {_describe_onnx_outputs(outputs)}, and this reads {chosen!r}; "
+        f"name the one with the class scores: {_ONNX_HOW_TO_CHOOSE}")
 
     def predict(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=dtype)
+        if input_shape is not None and x.shape[1:] != input_shape and x[0].size == int(np.prod(input_shape)):
+            x = x.reshape((len(x), *input_shape))  # e.g. images into a model trained on flat features
         try:
-            outputs = []
+            parts = []
             for start in range(0, len(x), DEFAULT_BATCH):
-                outputs.append(np.asarray(session.run(None, {first.name: x[start:start + DEFAULT_BATCH]})[0]))
-            return np.concatenate(outputs)
+                (value,) = session.run([chosen], {first.name: x[start:start + DEFAULT_BATCH]})
+                parts.append(_onnx_rows(value, output))
+            return np.concatenate(parts)
         except Exception as exc:  # onnxruntime raises its own exception types for bad inputs
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AispError(f"the ONNX model rejected inputs of shape {x.shape}: {first_line}") from None
 
-    return predict, input_shape
+    return predict, input_shape, note
 
 
 def _is_torch_module(model: Any) -> bool:
@@ -333,6 +418,9 @@ def as_classifier(
     preprocess: Callable[[Any], Any] | None = None,
     device: str | None = None,
     name: str = "",
+    onnx_output: str | None = None,
+    model_class: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Classifier:
     """Adapt ``model`` for attacks.
 
@@ -341,7 +429,10 @@ def as_classifier(
     :class:`SageMakerEndpoint`, a path to a ``.pt``/``.onnx`` file, an existing :class:`Classifier`
     or ``ModelUnderTest``, or any callable from a numpy batch to scores (black-box).
     ``bounds`` are the valid input range, scalars or per-feature arrays (None for unbounded).
-    ``preprocess`` (torch models) runs inside the model call, e.g. normalisation.
+    ``preprocess`` (torch models) runs inside the model call, e.g. normalisation. ``onnx_output`` names
+    the output of an ONNX model that holds class scores (default: the configured ``onnx_output``, else
+    chosen from the file, see :func:`onnx_scores_output`). ``model_class`` (``"package.module:Class"``) and
+    ``model_kwargs`` build the architecture for a file that holds weights only (a state_dict or safetensors).
     """
     if isinstance(model, ModelUnderTest):
         return model.classifier
@@ -356,9 +447,18 @@ def as_classifier(
         path = Path(model)
         if not path.is_file():
             raise AispError(f"model file {path} does not exist")
-        return as_classifier(_load_model(path, device or "cpu"), preprocess=preprocess, device=device,
-                             nb_classes=nb_classes, input_shape=input_shape, bounds=bounds,
-                             name=name or str(path))
+        from pytest_aisp.config import current_settings
+
+        settings = current_settings()
+        # The configured architecture applies to a weights-only file; one given here must fit the file.
+        loaded = _load_model(path, device or "cpu", policy=dict(settings.section("scan")) or None,
+                             model_class=model_class or settings.model_class,
+                             model_kwargs=model_kwargs if model_class else settings.model_kwargs,
+                             rootdir=settings.rootdir, fail_on=_configured_fail_on(settings),
+                             class_required=model_class is not None)
+        return as_classifier(loaded, preprocess=preprocess, device=device, nb_classes=nb_classes,
+                             input_shape=input_shape, bounds=bounds, name=name or str(path),
+                             onnx_output=onnx_output)
     if isinstance(model, RemoteEndpoint):
         return Classifier(kind="http", predict=_http_predict(model), **{**common, "name": name or model.url})
     if isinstance(model, SageMakerEndpoint):
@@ -386,10 +486,13 @@ def as_classifier(
         raise AispError(f"{type(model).__name__} has no predict_proba: attacks need class scores; use a "
                         "classifier with predict_proba (e.g. SVC(probability=True)) or wrap a score function")
     if type(model).__name__ == "InferenceSession" and hasattr(model, "get_inputs"):
-        predict, onnx_shape = _onnx_predict(model)
+        where = name or "the ONNX model"
+        chosen = onnx_output if onnx_output is not None else configured_onnx_output()
+        predict, onnx_shape, note = _onnx_predict(model, chosen, where)
         if shape is None:
             common["input_shape"] = onnx_shape
-        return Classifier(kind="onnx", predict=predict, **{**common, "name": name or "onnx"})
+        return Classifier(kind="onnx", predict=predict, source=model, outputs_note=note,
+                          **{**common, "name": name or "onnx"})
     if callable(model):
         def predict(x: np.ndarray) -> np.ndarray:
             return np.asarray(_to_numpy(model(x)), dtype=np.float64)
@@ -399,6 +502,27 @@ def as_classifier(
     raise AispError(f"cannot attack a {type(model).__name__}: give a torch nn.Module, a scikit-learn "
                     "classifier with predict_proba, an onnxruntime InferenceSession, an endpoint URL or a "
                     "callable returning class scores")
+
+
+@dataclass(frozen=True)
+class ScoreFunction:
+    """A model as a plain function from a numpy batch to its outputs, with the model's name."""
+
+    predict: Callable[[np.ndarray], np.ndarray]
+    name: str
+
+    def __call__(self, batch: Any) -> np.ndarray:
+        return self.predict(np.asarray(batch))
+
+
+def as_score_function(model: Any, *, onnx_output: str | None = None) -> Callable[[Any], Any]:
+    """``model`` itself when it is callable; otherwise (an ONNX session or file, a model file, an endpoint
+    URL, a scikit-learn estimator, a ``Classifier``) a function that runs it through :func:`as_classifier`,
+    so checks that take a callable read ONNX outputs through the same choice as the attacks."""
+    if callable(model):
+        return model
+    classifier = as_classifier(model, bounds=None, onnx_output=onnx_output)
+    return ScoreFunction(classifier.predict, classifier.name or classifier.kind)
 
 
 def _sklearn_predict(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -480,12 +604,14 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise AispError(f"cannot read evaluation data {path}: {exc}") from None
 
 
-def checked_scores(scores: Any, n: int, where: str) -> np.ndarray:
-    """``scores`` as a finite ``(n, k)`` float array with ``k >= 2``, or an ``AispError``."""
+def checked_scores(scores: Any, n: int, where: str, hint: str = "") -> np.ndarray:
+    """``scores`` as a finite ``(n, k)`` float array with ``k >= 2``, or an ``AispError`` (ending with
+    ``hint``, e.g. which outputs a multi-output model has and how to pick one)."""
     array = np.asarray(_to_numpy(scores), dtype=np.float64)
     if array.ndim != 2 or array.shape[0] != n:
         raise AispError(f"{where} returned outputs of shape {array.shape} for {n} inputs: a classifier must "
-                        "return one row of class scores per input (logits or probabilities)")
+                        "return one row of class scores per input (logits or probabilities)"
+                        + (f". {hint}" if hint else ""))
     if array.shape[1] < 2:
         raise AispError(f"{where} returns {array.shape[1]} score per input: a classifier needs one score per "
                         "class (for a binary model with one logit, return [-z, z] or two probabilities)")
@@ -503,7 +629,8 @@ def resolved(classifier: Classifier, x: np.ndarray, y: np.ndarray) -> tuple[Clas
         if int(np.prod(expected)) != int(np.prod(shape)) or classifier.kind == "torch":
             raise AispError(f"the data's inputs have shape {shape} but the model expects {expected}; "
                             "reshape the data or set input_shape")
-    scores = checked_scores(classifier.predict(x), len(x), classifier.name or classifier.kind)
+    scores = checked_scores(classifier.predict(x), len(x), classifier.name or classifier.kind,
+                            classifier.outputs_note)
     nb_classes = classifier.nb_classes or scores.shape[1]
     if scores.shape[1] != nb_classes:
         raise AispError(f"the model returns {scores.shape[1]} scores per input but nb_classes={nb_classes}")
@@ -538,28 +665,145 @@ class ModelUnderTest:
         return self.classifier.module
 
 
-def _load_model(path: Path, device: str, policy: Any = None) -> Any:
+# --- loading model files -------------------------------------------------------------------------
+
+_MODEL_CLASS_HOW = ('model_class = "package.module:Class" (and model_kwargs = {...} for its constructor) in '
+                    "[tool.aisp], --aisp-model-class / --aisp-model-kwargs, AISP_MODEL_CLASS, or "
+                    "as_classifier(path, model_class=...)")
+
+
+def _weights(model: Any) -> Mapping[str, Any] | None:
+    """The tensors of a state dict (also one nested under "state_dict" or "model_state_dict", as
+    training checkpoints keep it), or None when ``model`` is not one."""
+    if not isinstance(model, Mapping) or not model:
+        return None
+    for key in ("state_dict", "model_state_dict"):
+        if isinstance(model.get(key), Mapping):
+            return _weights(model[key])
+    return model if all(hasattr(v, "shape") for v in model.values()) else None
+
+
+def import_model_class(spec: str, rootdir: Path | None = None) -> Any:
+    """The class (or factory) named ``"package.module:Class"``; a package under ``rootdir`` (the project
+    root) is found even when pytest runs from a subdirectory or the project is not installed."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise AispError(f"model_class {spec!r} must look like package.module:Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        roots = [r for r in (rootdir, rootdir / "src" if rootdir else None) if r is not None and r.is_dir()]
+        missing_top = exc.name is not None and module_name.split(".")[0] == exc.name.split(".")[0]
+        if not missing_top or not roots or all(str(r) in sys.path for r in roots):
+            raise AispError(f"model_class {spec!r}: cannot import {module_name}: {exc}; install the project "
+                            "(pip install -e .) or run from its root") from None
+        # The project's own package, not installed: import it from the project root (or its src/).
+        sys.path[:0] = [str(r) for r in roots if str(r) not in sys.path]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as again:
+            raise AispError(f"model_class {spec!r}: cannot import {module_name} (also looked in {roots[0]}): "
+                            f"{again}") from None
+    except ImportError as exc:
+        raise AispError(f"model_class {spec!r}: importing {module_name} failed: {exc}") from None
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise AispError(f"model_class {spec!r}: {module_name} has no {attribute}")
+    return target
+
+
+def build_model(spec: str, kwargs: Mapping[str, Any] | None, weights: Mapping[str, Any], *, where: str,
+                device: str = "cpu", rootdir: Path | None = None) -> Any:
+    """``spec``'s class built with ``kwargs``, with ``weights`` (a state dict) loaded strictly, in eval mode."""
+    torch = require("torch", "torch", "state_dict and safetensors models are built in torch")
+    factory = import_model_class(spec, rootdir)
+    call = f"{spec}({', '.join(f'{k}={v!r}' for k, v in (kwargs or {}).items())})"
+    try:
+        module = factory(**dict(kwargs or {}))
+    except Exception as exc:  # the team's constructor: any error means the kwargs do not fit
+        raise AispError(f"building {call} failed: {type(exc).__name__}: {exc}; check model_kwargs") from None
+    if not isinstance(module, torch.nn.Module):
+        raise AispError(f"model_class {spec!r} made a {type(module).__name__}, not a torch nn.Module")
+    try:
+        module.load_state_dict(dict(weights), strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])[:400]
+        raise AispError(f"the weights in {where} do not fit {call}: {detail}; check model_class and "
+                        "model_kwargs (the architecture the weights were saved from)") from None
+    return module.to(device).eval()
+
+
+def _whole_module_advice(error: Any, path: Path) -> str:
+    """For a file refused because its pickle names classes: how to save what the robust route loads."""
+    findings = list(error.findings)
+    if not findings or any(f.rule_id != "AISP-SCAN-PICKLE-GLOBAL" for f in findings):
+        return ""  # something worse than an unknown class: the scan's own message stands alone
+    if not zipfile.is_zipfile(path):
+        return ""  # not a torch.save archive
+    classes = [str(f.evidence.get("global", "")) for f in findings]
+    own = [c for c in classes if c and not c.startswith("torch.")] or classes
+    module, _, name = own[0].rpartition(".")
+    return (f"\n  if {path.name} is a whole model saved with torch.save(model): it can only be loaded by running "
+            f"its pickle. Save the weights instead, torch.save(model.state_dict(), {str(path.name)!r}) or "
+            f"safetensors' save_file(model.state_dict(), ...), and set model_class = \"{module}:{name}\" "
+            "in [tool.aisp]; or export TorchScript (torch.jit.script(model).save(...)) or ONNX")
+
+
+def _configured_fail_on(settings: Any) -> Any:
+    """--aisp-fail-on when it was set; otherwise the scan policy's own threshold decides."""
+    return settings.fail_on if settings.source_of("fail_on") != "default" else None
+
+
+def _load_model(path: Path, device: str, policy: Any = None, *, model_class: str | None = None,
+                model_kwargs: Mapping[str, Any] | None = None, rootdir: Path | None = None,
+                fail_on: Any = None, class_required: bool = True) -> Any:
     """Load a model file without running code in it: the scanner scans it first (``UnsafeArtifact``
-    when unsafe), then loads it with a loader that cannot execute what the file says."""
+    when unsafe), then loads it with a loader that cannot execute what the file says. Weights only
+    (a state_dict or safetensors) are built into ``model_class``."""
+    from pytest_aisp.findings import UnsafeArtifact
     from pytest_aisp.scan import load_model_safely
 
-    model = load_model_safely(path, device=device, policy=policy or None).model
-    if isinstance(model, Mapping) and model and all(hasattr(v, "shape") for v in model.values()):
-        raise AispError(f"{path} holds weights only (a state dict): attacks need the architecture "
-                        "too; save the model with torch.jit.script(model).save(path) or to ONNX, or "
-                        "override the aisp_model fixture in conftest.py and build the module there")
-    return model
+    try:
+        loaded = load_model_safely(path, device=device, policy=policy or None, fail_on=fail_on)
+    except UnsafeArtifact as exc:
+        advice = _whole_module_advice(exc, path)
+        if not advice:
+            raise
+        raise UnsafeArtifact(str(exc) + advice, result=exc.result, findings=exc.findings) from None
+    weights = _weights(loaded.model)
+    kind = "safetensors file" if loaded.format == "safetensors" else "state dict"
+    if weights is not None:
+        if model_class is None:
+            raise AispError(f"{path} holds weights only (a {kind} of {len(weights)} tensors): name the "
+                            f"architecture to build them into with {_MODEL_CLASS_HOW}")
+        return build_model(model_class, model_kwargs, weights, where=str(path), device=device, rootdir=rootdir)
+    if model_class is not None and class_required:
+        raise AispError(f"model_class {model_class!r} is set, but {path} is a {loaded.format} model that carries "
+                        "its own architecture; remove model_class (it is only for state_dict and "
+                        "safetensors weights)")
+    if isinstance(loaded.model, Mapping):
+        raise AispError(f"{path} holds a {loaded.format} mapping of {len(loaded.model)} entries that are not all "
+                        "tensors, not a model; give a TorchScript, ONNX, state_dict or safetensors file")
+    return loaded.model
 
 
 def model_under_test_from_settings(settings: Any, *, device: str = "cpu") -> ModelUnderTest:
-    """The ``aisp_model`` fixture's factory: the model from ``settings.model`` (loaded safely), its data
-    from ``settings.data`` (``.npz`` with x and y, and optionally per-feature ``lower``/``upper``) and
-    ``[tool.aisp.robust]`` (``bounds = [lo, hi]`` or ``"none"``, ``nb_classes``, ``input_shape``)."""
+    """The ``aisp_model`` fixture's factory: the model from ``settings.model`` (scanned, then loaded
+    without running code; a state_dict or safetensors file is built into ``settings.model_class`` with
+    ``settings.model_kwargs``), its data from ``settings.data`` (``.npz`` with x and y, and optionally
+    per-feature ``lower``/``upper``) and ``[tool.aisp.robust]`` (``bounds = [lo, hi]`` or ``"none"``,
+    ``nb_classes``, ``input_shape``); ONNX scores from ``settings.onnx_output`` when set."""
     section = settings.section("robust")
     model_path = settings.resolve(settings.model)
     if model_path is None or not Path(model_path).is_file():
         raise AispError(f"model file {model_path} does not exist; check --aisp-model")
-    loaded = _load_model(Path(model_path), device, policy=dict(settings.section("scan")) or None)
+    loaded = _load_model(Path(model_path), device, policy=dict(settings.section("scan")) or None,
+                         model_class=settings.model_class, model_kwargs=settings.model_kwargs,
+                         rootdir=settings.rootdir, fail_on=_configured_fail_on(settings))
     data_path = settings.resolve(settings.data) if settings.data is not None else None
     x, y = load_npz(Path(data_path)) if data_path is not None else (None, None)
     bounds = section.get("bounds")
@@ -574,6 +818,7 @@ def model_under_test_from_settings(settings: Any, *, device: str = "cpu") -> Mod
         bounds=None if bounds == "none" else (_bound(bounds[0]), _bound(bounds[1])),
         device=device,
         name=str(model_path),
+        onnx_output=settings.onnx_output,
     )
     return ModelUnderTest(classifier=classifier, x=x, y=y, location=str(model_path), device=device)
 

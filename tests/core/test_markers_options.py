@@ -54,6 +54,9 @@ def test_help_lists_the_aisp_group(pytester: pytest.Pytester) -> None:
 VALUES = {
     "model": ("model.pt", "model.pt"),
     "data": ("eval.npz", "eval.npz"),
+    "model_class": ("acme.models:DigitsCNN", "acme.models:DigitsCNN"),
+    "model_kwargs": ('{"channels":8}', "{'channels': 8}"),
+    "onnx_output": ("probabilities", "probabilities"),
     "llm_endpoint": ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
     "manifest": ("aisp-manifest.json", "aisp-manifest.json"),
     "gpus": ("0,GPU-1f2e", "('0', 'GPU-1f2e')"),
