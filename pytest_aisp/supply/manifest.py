@@ -484,6 +484,11 @@ def create_manifest(
     )
 
 
+def default_root(manifest_path: Path, manifest: Manifest) -> Path:
+    """The directory a manifest describes: its recorded ``root``, relative to the manifest file."""
+    return (manifest_path.parent / manifest.root) if manifest.root != "." else manifest_path.parent
+
+
 def _own_files(root: Path, manifest_path: Path | None) -> tuple[str, ...]:
     """The manifest and its signature, as root-relative paths, when they are inside ``root``."""
     if manifest_path is None:

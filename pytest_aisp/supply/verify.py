@@ -7,7 +7,6 @@ entry's, to tell a rename or a swap from plain tampering.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -24,12 +23,13 @@ from pytest_aisp.supply.manifest import (
     ManifestEntry,
     Node,
     _own_files,
+    default_root,
     link_stays_inside,
     load_manifest,
     walk,
 )
+from pytest_aisp.supply.modelsig import BUNDLE_NAME, is_model_signing_bundle, read_bundle
 
-MODEL_SIGNING_BUNDLE = "model.sig"
 RULE_MODIFIED = "AISP-SUPPLY-MODIFIED"
 RULE_MISSING = "AISP-SUPPLY-MISSING"
 RULE_ADDED = "AISP-SUPPLY-ADDED"
@@ -101,10 +101,6 @@ def _finding(change: Change, root_display: str) -> Finding:
         _location(root_display, change.path),
         evidence,
     )
-
-
-def default_root(manifest_path: Path, manifest: Manifest) -> Path:
-    return (manifest_path.parent / manifest.root) if manifest.root != "." else manifest_path.parent
 
 
 def compare(
@@ -384,9 +380,7 @@ def verify_manifest(
     extra_ignores: tuple[str, ...] = ()
     signature_findings: list[Finding] = []
     signature_state = "not checked"
-    if _is_model_signing_bundle(manifest_path):
-        from pytest_aisp.supply.modelsig import read_bundle
-
+    if is_model_signing_bundle(manifest_path):
         if pubkey is None:
             raise AispError(
                 f"{manifest_path} is a model-signing bundle: pass --pubkey to check its signature"
@@ -408,9 +402,9 @@ def verify_manifest(
             if check.finding is not None:
                 signature_findings.append(check.finding)
     own = _own_files(root_path, manifest_path)
-    if manifest.source != "model-signing" and _is_model_signing_bundle(root_path / MODEL_SIGNING_BUNDLE):
+    if manifest.source != "model-signing" and is_model_signing_bundle(root_path / BUNDLE_NAME):
         # `aisp manifest sign --format model-signing` writes its bundle here, after the manifest.
-        own = (*own, "/" + MODEL_SIGNING_BUNDLE)
+        own = (*own, "/" + BUNDLE_NAME)
     started = time.perf_counter()
     changes, metrics = compare(
         manifest,
@@ -428,21 +422,6 @@ def verify_manifest(
     record_findings(result.findings)
     record_metric("supply_files_checked", metrics["files_checked"])
     return result
-
-
-def _is_model_signing_bundle(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
-    if b"mediaType" not in head or b"sigstore" not in head:
-        return False
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "sigstore.bundle" in str(data.get("mediaType", ""))
 
 
 def assert_manifest_intact(
