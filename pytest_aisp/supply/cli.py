@@ -124,6 +124,7 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
     keygen.add_argument(
         "--type", dest="key_type", default="ed25519", choices=["ed25519", "ecdsa-p256-sha256"]
     )
+    keygen.add_argument("--force", action="store_true", help="overwrite existing key files")
     keygen.set_defaults(func=_manifest_keygen)
     manifest.set_defaults(func=lambda args: _missing_action(manifest))
 
@@ -277,7 +278,7 @@ def _manifest_sign(args: argparse.Namespace) -> int:
 def _manifest_keygen(args: argparse.Namespace) -> int:
     from pytest_aisp.supply.signing import generate_keypair
 
-    private, public = generate_keypair(args.private, args.public, args.key_type)
+    private, public = generate_keypair(args.private, args.public, args.key_type, force=args.force)
     print(f"wrote {private} (keep it secret) and {public}")
     return EXIT_OK
 

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import re
+import secrets
 import stat
 import subprocess
 import sys
@@ -168,6 +169,9 @@ class Manifest:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     root_digest: str = ""
     source: str = FORMAT
+    # The directory the entries describe, when known (made here or loaded from a file): not written;
+    # save_manifest derives ``root`` from it, relative to wherever the manifest is saved.
+    root_path: Path | None = field(default=None, compare=False, repr=False)
 
     def by_path(self) -> dict[str, ManifestEntry]:
         return {e.path: e for e in self.entries}
@@ -468,13 +472,14 @@ def create_manifest(
         entries = scan_models(root, entries)
     rel_root = "."
     if manifest_path is not None:
-        rel_root = Path(os.path.relpath(root.resolve(), manifest_path.resolve().parent)).as_posix()
+        rel_root = relative_root(root, manifest_path)
     from pytest_aisp import __version__
 
     return Manifest(
         algorithm=algorithm,
         entries=tuple(entries),
         root=rel_root,
+        root_path=root.resolve(),
         ignore=patterns,
         allow_symlinks=allow_symlinks,
         created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
@@ -487,6 +492,11 @@ def create_manifest(
 def default_root(manifest_path: Path, manifest: Manifest) -> Path:
     """The directory a manifest describes: its recorded ``root``, relative to the manifest file."""
     return (manifest_path.parent / manifest.root) if manifest.root != "." else manifest_path.parent
+
+
+def relative_root(root: Path, manifest_path: Path) -> str:
+    """``root`` as the manifest at ``manifest_path`` records it: relative to the manifest's directory."""
+    return Path(os.path.relpath(root.resolve(), manifest_path.resolve().parent)).as_posix()
 
 
 def _own_files(root: Path, manifest_path: Path | None) -> tuple[str, ...]:
@@ -576,11 +586,51 @@ def dumps_manifest(manifest: Manifest) -> str:
 
 
 def save_manifest(manifest: Manifest, path: Path | str) -> Path:
-    """Write ``manifest`` to ``path`` (atomically: a reader never sees half a manifest)."""
+    """Write ``manifest`` to ``path`` (atomically: a reader never sees half a manifest).
+
+    ``root`` is recorded relative to ``path``, so a manifest made with ``create_manifest(dir)`` and
+    saved anywhere still finds ``dir``. When the manifest file (or its signature) lies inside the
+    root, its own entry is left out, as ``aisp manifest create`` does.
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps_manifest(manifest), encoding="utf-8")
-    os.replace(tmp, path)
+    if manifest.root_path is not None:
+        own = {p.lstrip("/") for p in _own_files(manifest.root_path, path)}
+        entries = tuple(e for e in manifest.entries if e.path not in own)
+        manifest = replace(
+            manifest,
+            root=relative_root(manifest.root_path, path),
+            entries=entries,
+            root_digest=compute_root_digest(entries, manifest.algorithm),
+        )
+    return write_atomic(path, dumps_manifest(manifest).encode("utf-8"))
+
+
+def write_atomic(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a new temporary file beside it, renamed over ``path``.
+
+    A reader never sees half a file; a failed write leaves neither a partial file nor the temporary
+    one, and raises ``AispError`` saying what to fix. The temporary file is created exclusively
+    (never through a link planted at its name).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AispError(f"{path} is a directory; give a file path to write")
+    if not path.parent.is_dir():
+        raise AispError(f"cannot write {path}: directory {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        raise AispError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise AispError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
     return path
 
 
@@ -600,9 +650,10 @@ def load_manifest(path: Path | str) -> Manifest:
     except json.JSONDecodeError as exc:
         raise ManifestError(f"manifest {path} is not JSON: {exc}") from None
     try:
-        return manifest_from_dict(data)
+        manifest = manifest_from_dict(data)
     except ManifestError as exc:
         raise ManifestError(f"manifest {path} is malformed: {exc}") from None
+    return replace(manifest, root_path=default_root(path, manifest).resolve())
 
 
 def manifest_from_dict(data: Any) -> Manifest:

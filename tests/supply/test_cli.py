@@ -149,3 +149,33 @@ def test_sarif_output(project: Path, signed: Path, capsys: pytest.CaptureFixture
     sarif = json.loads(captured.out)
     assert sarif["version"] == "2.1.0"
     assert sarif["runs"][0]["results"][0]["ruleId"] == "AISP-SUPPLY-MODIFIED"
+
+
+def test_failed_create_leaves_no_tmp_file(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "out").mkdir()
+    assert main(["manifest", "create", str(project), "-o", str(tmp_path / "out")]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_keygen_refuses_to_overwrite_and_identical_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private, public = tmp_path / "k.pem", tmp_path / "k.pub.pem"
+    assert main(["manifest", "keygen", str(private), str(public)]) == 0
+    before = private.read_bytes(), public.read_bytes()
+    capsys.readouterr()
+    assert main(["manifest", "keygen", str(private), str(public)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (private.read_bytes(), public.read_bytes()) == before
+    assert main(["manifest", "keygen", str(tmp_path / "new.pem"), str(public)]) == 2
+    assert not (tmp_path / "new.pem").exists() and public.read_bytes() == before[1]
+    same = tmp_path / "same.pem"
+    assert main(["manifest", "keygen", str(same), str(same)]) == 2
+    assert "give two paths" in capsys.readouterr().err and not same.exists()
+    private.chmod(0o644)
+    assert main(["manifest", "keygen", str(private), str(public), "--force"]) == 0
+    assert private.read_bytes() != before[0] and private.stat().st_mode & 0o077 == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
