@@ -87,9 +87,25 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
     create.set_defaults(func=_manifest_create)
 
     verify = sub.add_parser("verify", help="check DIR against a manifest (or a model-signing bundle)")
-    verify.add_argument("manifest", nargs="?", default="aisp-manifest.json", metavar="MANIFEST")
+    verify.add_argument(
+        "manifest",
+        nargs="?",
+        default=None,
+        metavar="MANIFEST",
+        help="manifest or model-signing bundle (default: [tool.aisp] manifest, else aisp-manifest.json)",
+    )
     verify.add_argument("--root", help="directory to check (default: the root recorded in the manifest)")
-    verify.add_argument("--pubkey", help="public key (PEM) the manifest must be signed with")
+    verify.add_argument(
+        "--pubkey",
+        help="public key (PEM) the manifest must be signed with "
+        "(default AISP_PUBKEY, [tool.aisp.supply] pubkey; required unless --allow-unsigned)",
+    )
+    verify.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        default=None,
+        help="without a key, compare digests only: the result is not authenticated",
+    )
     verify.add_argument("--signature", help="signature file (default MANIFEST.sig)")
     verify.add_argument(
         "--allow-symlinks",
@@ -203,13 +219,16 @@ def _manifest_create(args: argparse.Namespace) -> int:
 
 
 def _manifest_verify(args: argparse.Namespace) -> int:
+    from pytest_aisp.config import settings_for_cli
     from pytest_aisp.supply.verify import verify_manifest
 
+    settings_for_cli()  # AISP_PUBKEY and [tool.aisp.supply] apply where no flag is given
     result = verify_manifest(
         args.manifest,
         args.root,
         pubkey=args.pubkey,
         signature=args.signature,
+        allow_unsigned=args.allow_unsigned,
         allow_symlinks=args.allow_symlinks,
         workers=args.workers,
     )
@@ -218,7 +237,12 @@ def _manifest_verify(args: argparse.Namespace) -> int:
     return _emit(
         args,
         result.findings,
-        extra={"root": str(result.root), "metrics": dict(result.metrics), "signature": result.signature},
+        extra={
+            "root": str(result.root),
+            "metrics": dict(result.metrics),
+            "signature": result.signature,
+            "authenticated": result.authenticated,
+        },
     )
 
 

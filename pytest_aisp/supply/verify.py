@@ -29,6 +29,7 @@ from pytest_aisp.supply.manifest import (
     walk,
 )
 from pytest_aisp.supply.modelsig import BUNDLE_NAME, is_model_signing_bundle, read_bundle
+from pytest_aisp.supply.settings import missing_key_message, supply_settings
 
 RULE_MODIFIED = "AISP-SUPPLY-MODIFIED"
 RULE_MISSING = "AISP-SUPPLY-MISSING"
@@ -62,7 +63,12 @@ class Change:
 
 @dataclass(frozen=True)
 class IntegrityResult:
-    """What verifying a manifest found. ``ok`` when nothing changed and every signature checked."""
+    """What verifying a manifest found.
+
+    ``ok`` when nothing changed and no signature finding was made. ``authenticated`` only when the
+    manifest's signature verified with the trusted key; a result made with ``allow_unsigned`` and no
+    key has ``ok`` without ``authenticated``: the digests matched a manifest anyone could have written.
+    """
 
     manifest_path: Path
     root: Path
@@ -76,6 +82,11 @@ class IntegrityResult:
     def ok(self) -> bool:
         return not self.findings
 
+    @property
+    def authenticated(self) -> bool:
+        """Whether the manifest's signature verified with the trusted public key."""
+        return self.signature == "valid"
+
     def summary(self) -> str:
         counts: dict[str, int] = {}
         for change in self.changes:
@@ -83,7 +94,13 @@ class IntegrityResult:
         parts = [f"{n} {name}" for name, n in sorted(counts.items())]
         if self.signature == "invalid":
             parts.append("signature invalid")
-        return ", ".join(parts) if parts else "intact"
+        text = ", ".join(parts) if parts else "intact"
+        if self.signature == "not checked":
+            text += f" ({NOT_AUTHENTICATED})"
+        return text
+
+
+NOT_AUTHENTICATED = "integrity not authenticated: no signature was checked"
 
 
 def _location(root_display: str, path: str) -> str:
@@ -360,23 +377,34 @@ def verify_manifest(
     *,
     pubkey: Path | str | None = None,
     signature: Path | str | None = None,
-    require_signature: bool = False,
+    allow_unsigned: bool | None = None,
     allow_symlinks: bool | None = None,
     workers: int | None = None,
 ) -> IntegrityResult:
-    """Verify the directory ``root`` (default: the manifest's recorded root) against the manifest.
+    """Verify the directory ``root`` (default: the manifest's recorded root) against the manifest,
+    and the manifest's signature with the trusted public key.
 
-    ``path`` may be an aisp manifest or an OpenSSF model-signing bundle (which needs ``pubkey``).
-    With ``pubkey`` the signature is checked too; ``require_signature`` without a key is an error.
+    ``path`` may be an aisp manifest or an OpenSSF model-signing bundle; it defaults to the
+    configured manifest (``--aisp-manifest``, ``[tool.aisp] manifest``, ``AISP_MANIFEST``, else
+    ``aisp-manifest.json`` at the project root), verified under ``[tool.aisp.supply] root``.
+    ``pubkey`` defaults to ``AISP_PUBKEY`` / ``[tool.aisp.supply] pubkey``. A signature is required:
+    without a key this raises ``AispError``, unless ``allow_unsigned`` (default
+    ``[tool.aisp.supply] allow_unsigned``, false) says to compare digests only; such a result is
+    not ``authenticated``. A missing, foreign or broken signature is a finding.
     Never raises on a finding; raises ``AispError`` (``ManifestError``) when nothing could be checked.
     """
-    manifest_path = Path(path) if path is not None else Path(DEFAULT_NAME)
+    configured = supply_settings()
+    if path is None:
+        path = configured.manifest
+        root = root if root is not None else configured.root
+    pubkey = pubkey if pubkey is not None else configured.pubkey
+    allow_unsigned = configured.allow_unsigned if allow_unsigned is None else allow_unsigned
+    allow_symlinks = configured.allow_symlinks if allow_symlinks is None else allow_symlinks
+    manifest_path = Path(path)
     if manifest_path.is_dir():
         manifest_path = manifest_path / DEFAULT_NAME
-    if require_signature and pubkey is None:
-        raise AispError(
-            "a signed manifest is required but no public key was given (--pubkey, [tool.aisp.supply] pubkey)"
-        )
+    if pubkey is None and not allow_unsigned:
+        raise AispError(missing_key_message(f"manifest {manifest_path}"))
     extra_ignores: tuple[str, ...] = ()
     signature_findings: list[Finding] = []
     signature_state = "not checked"
@@ -421,6 +449,7 @@ def verify_manifest(
     )
     record_findings(result.findings)
     record_metric("supply_files_checked", metrics["files_checked"])
+    record_metric("supply_authenticated", 1.0 if result.authenticated else 0.0)
     return result
 
 
@@ -429,11 +458,14 @@ def assert_manifest_intact(
     root: Path | str | None = None,
     *,
     pubkey: Path | str | None = None,
+    allow_unsigned: bool | None = None,
     fail_on: Severity | str | None = None,
 ) -> IntegrityResult:
-    """Fail the test (``IntegrityFailure``) when the artifacts differ from their manifest.
+    """Fail the test (``IntegrityFailure``) when the artifacts differ from their manifest or its
+    signature does not verify with the trusted key.
 
-    Takes the ``artifact_manifest`` fixture's result (verified once per session) or a manifest path.
+    Takes the ``artifact_manifest`` fixture's result (verified once per session) or a manifest path,
+    verified as :func:`verify_manifest` does: a signature is required unless ``allow_unsigned``.
     """
     __tracebackhide__ = True
     from pytest_aisp.verdict import enforce
@@ -442,7 +474,7 @@ def assert_manifest_intact(
         result = artifact_manifest
         record_findings(result.findings)
     else:
-        result = verify_manifest(artifact_manifest, root, pubkey=pubkey)
+        result = verify_manifest(artifact_manifest, root, pubkey=pubkey, allow_unsigned=allow_unsigned)
     first = (
         result.changes[0].detail
         if result.changes
@@ -460,17 +492,17 @@ def assert_manifest_intact(
 
 
 def manifest_from_settings(settings: Any) -> IntegrityResult:
-    """The ``artifact_manifest`` fixture: verify ``--aisp-manifest`` (or ``aisp-manifest.json`` at the
-    rootdir) once per session, with ``[tool.aisp.supply]`` ``root``, ``pubkey``, ``require_signature``
-    and ``allow_symlinks``."""
-    section = settings.section("supply")
-    path = settings.resolve(settings.manifest) if settings.manifest else settings.rootdir / DEFAULT_NAME
-    root = section.get("root")
-    pubkey = section.get("pubkey") or os.environ.get("AISP_PUBKEY") or None
+    """The ``artifact_manifest`` fixture: verify the configured manifest (``--aisp-manifest``, or
+    ``aisp-manifest.json`` at the rootdir) once per session with ``[tool.aisp.supply]`` ``root``,
+    ``allow_symlinks`` and the release key (``AISP_PUBKEY`` / ``pubkey``). Without a key it raises
+    ``AispError`` (the tests error), unless ``allow_unsigned = true`` is set."""
+    configured = supply_settings(settings)
+    if configured.pubkey is None and not configured.allow_unsigned:
+        raise AispError(missing_key_message(f"artifact_manifest ({configured.manifest})"))
     return verify_manifest(
-        path,
-        settings.resolve(Path(root)) if root else None,
-        pubkey=settings.resolve(Path(pubkey)) if pubkey else None,
-        require_signature=bool(section.get("require_signature", False)),
-        allow_symlinks=section.get("allow_symlinks"),
+        configured.manifest,
+        configured.root,
+        pubkey=configured.pubkey,
+        allow_unsigned=configured.allow_unsigned,
+        allow_symlinks=configured.allow_symlinks,
     )

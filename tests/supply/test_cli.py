@@ -33,39 +33,45 @@ def test_create_then_verify_intact(signed: Path, keys, capsys: pytest.CaptureFix
 
 
 def test_verify_prints_a_table_and_exits_1(
-    project: Path, signed: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, signed: Path, keys, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (project / "model" / "model.safetensors").write_bytes(b"x")
     (project / "extra.py").write_text("import os\n")
     capsys.readouterr()
-    assert main(["manifest", "verify", str(signed)]) == 1
+    pub = str(keys["ed25519"][1])
+    assert main(["manifest", "verify", str(signed), "--pubkey", pub]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["CHANGE", "PATH", "DETAIL"]
     assert out[1].split()[:2] == ["added", "extra.py"]
     assert out[2].split()[:2] == ["modified", "model/model.safetensors"]
     assert out[-1].startswith("CHANGED:") and "0 bytes" not in out[-1]
-    assert main(["manifest", "verify", str(signed), "--fail-on", "critical"]) == 1
+    assert main(["manifest", "verify", str(signed), "--pubkey", pub, "--fail-on", "critical"]) == 1
     (project / "model" / "model.safetensors").unlink()
     capsys.readouterr()
-    assert main(["manifest", "verify", str(signed), "--fail-on", "critical"]) == 0  # added + missing are high
+    # added + missing are high
+    assert main(["manifest", "verify", str(signed), "--pubkey", pub, "--fail-on", "critical"]) == 0
 
 
-def test_verify_json_output(project: Path, signed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_json_output(project: Path, signed: Path, keys, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "train.py").unlink()
     capsys.readouterr()
-    assert main(["manifest", "verify", str(signed), "--format", "json"]) == 1
+    assert main(["manifest", "verify", str(signed), "--pubkey", str(keys["ed25519"][1]), "--format", "json"]) == 1
     data = json.loads(capsys.readouterr().out)
+    assert data["signature"] == "valid" and data["authenticated"] is True
     assert [f["rule_id"] for f in data["findings"]] == ["AISP-SUPPLY-MISSING"]
     assert data["metrics"]["files_checked"] == 8
 
 
-def test_malformed_manifest_exits_2(project: Path, signed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_manifest_exits_2(
+    project: Path, signed: Path, keys, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = json.loads(signed.read_text())
     data["entries"][0]["path"] = "/etc/passwd"
     signed.write_text(json.dumps(data))
-    assert main(["manifest", "verify", str(signed)]) == 2
+    pub = str(keys["ed25519"][1])
+    assert main(["manifest", "verify", str(signed), "--pubkey", pub]) == 2
     assert "absolute" in capsys.readouterr().err
-    assert main(["manifest", "verify", str(project / "nope.json")]) == 2
+    assert main(["manifest", "verify", str(project / "nope.json"), "--pubkey", pub]) == 2
 
 
 def test_wrong_key_exits_1(signed: Path, keys, capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,16 +140,20 @@ def test_end_to_end_subprocess(project: Path) -> None:
     assert subprocess.run([*cmd, "create", str(project)], env=env, capture_output=True).returncode == 0
     (project / "Jenkinsfile").write_text("pipeline { }\n")
     done = subprocess.run(
-        [*cmd, "verify", str(project / "aisp-manifest.json")], env=env, capture_output=True, text=True
+        [*cmd, "verify", str(project / "aisp-manifest.json"), "--allow-unsigned"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 1
     assert "modified  Jenkinsfile" in done.stdout
+    assert "integrity not authenticated" in done.stdout
 
 
-def test_sarif_output(project: Path, signed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sarif_output(project: Path, signed: Path, keys, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "train.py").write_text("import os\n")
     capsys.readouterr()
-    code = main(["manifest", "verify", str(signed), "--format", "sarif"])
+    code = main(["manifest", "verify", str(signed), "--pubkey", str(keys["ed25519"][1]), "--format", "sarif"])
     captured = capsys.readouterr()
     assert code == 1
     sarif = json.loads(captured.out)
@@ -179,3 +189,24 @@ def test_keygen_refuses_to_overwrite_and_identical_paths(
     assert main(["manifest", "keygen", str(private), str(public), "--force"]) == 0
     assert private.read_bytes() != before[0] and private.stat().st_mode & 0o077 == 0
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_verify_reads_the_key_from_the_configuration(
+    project: Path, tmp_path: Path, keys, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """aisp manifest verify reads [tool.aisp] manifest, [tool.aisp.supply] pubkey and AISP_PUBKEY, as
+    the artifact_manifest fixture does."""
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    manifest = work / "release.json"
+    assert main(["manifest", "create", str(project), "-o", str(manifest), "--key", str(keys["ed25519"][0])]) == 0
+    (work / "pyproject.toml").write_text(
+        f'[tool.aisp]\nmanifest = "release.json"\n[tool.aisp.supply]\npubkey = "{keys["ed25519"][1]}"\n'
+    )
+    monkeypatch.chdir(work / "sub")  # from a subdirectory: paths resolve against the project root
+    capsys.readouterr()
+    assert main(["manifest", "verify"]) == 0
+    assert "signature valid" in capsys.readouterr().out
+    monkeypatch.setenv("AISP_PUBKEY", str(keys["other_ed25519"][1]))  # the environment is above the file
+    assert main(["manifest", "verify"]) == 1
+    assert "not by the given key" in capsys.readouterr().out
