@@ -18,13 +18,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_manifest(subparsers)
     _register_provenance(subparsers)
     bom = subparsers.add_parser("bom", help="write a CycloneDX 1.6 ML-BOM of models, datasets and files")
-    bom.add_argument("manifest", nargs="?", default="aisp-manifest.json", help="manifest to describe")
+    bom.add_argument(
+        "manifest",
+        nargs="?",
+        default=None,
+        help="manifest to describe (default: [tool.aisp] manifest, else aisp-manifest.json)",
+    )
     bom.add_argument(
         "-o", "--output", default="bom.cdx.json", help="where to write the BOM (default bom.cdx.json)"
     )
     bom.add_argument("--provenance", help="provenance statement: products depend on materials in the BOM")
     bom.add_argument("--name", help="name of the top component (default: the root directory's name)")
     bom.add_argument("--version", dest="bom_version", default="", help="version of the top component")
+    bom.add_argument(
+        "--pubkey",
+        help="public key the manifest and the statement must be signed with "
+        "(default AISP_PUBKEY, [tool.aisp.supply] pubkey; required unless --allow-unsigned)",
+    )
+    bom.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        default=None,
+        help="describe an unsigned manifest and statement (marked aisp:*:authenticated=false)",
+    )
     bom.set_defaults(func=_bom)
     pins = subparsers.add_parser("pins", help="check that dependencies are pinned (and hashed)")
     pins.add_argument(
@@ -174,7 +190,24 @@ def _register_provenance(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument(
         "--root", default=".", help="directory the recorded paths are relative to (default .)"
     )
-    verify.add_argument("--pubkey", help="public key the statement must be signed with")
+    verify.add_argument(
+        "--pubkey",
+        help="public key the statement must be signed with "
+        "(default AISP_PUBKEY, [tool.aisp.supply] pubkey; required unless --allow-unsigned)",
+    )
+    verify.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        default=None,
+        help="without a key, read the statement unauthenticated",
+    )
+    verify.add_argument(
+        "--products",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="files that must be subjects of the statement (the artifacts you are about to use)",
+    )
     _add_output(verify)
     verify.set_defaults(func=_provenance_verify)
     provenance.set_defaults(func=lambda args: _missing_action(provenance))
@@ -332,9 +365,17 @@ def _provenance_run(args: argparse.Namespace) -> int:
 
 
 def _provenance_verify(args: argparse.Namespace) -> int:
+    from pytest_aisp.config import settings_for_cli
     from pytest_aisp.supply.provenance import verify_provenance
 
-    result = verify_provenance(args.statement, root=args.root, pubkey=args.pubkey)
+    settings_for_cli()
+    result = verify_provenance(
+        args.statement,
+        root=args.root,
+        pubkey=args.pubkey,
+        allow_unsigned=args.allow_unsigned,
+        products=args.products,
+    )
     if args.output_format == "text":
         for finding in result.findings:
             print(finding.one_line())
@@ -342,15 +383,25 @@ def _provenance_verify(args: argparse.Namespace) -> int:
             f"{'INTACT' if result.ok else 'CHANGED'}: {len(result.subjects)} products, "
             f"{len(result.materials)} materials checked against {args.statement};"
             f" signature {result.signature}"
+            + (" (integrity not authenticated)" if result.signature == "not checked" else "")
         )
-    return _emit(args, result.findings)
+    return _emit(args, result.findings, extra={"signature": result.signature, "authenticated": result.authenticated})
 
 
 def _bom(args: argparse.Namespace) -> int:
+    from pytest_aisp.config import settings_for_cli
     from pytest_aisp.supply.bom import write_bom
+    from pytest_aisp.supply.settings import supply_settings
 
+    settings_for_cli()
     out = write_bom(
-        args.manifest, args.output, provenance=args.provenance, name=args.name, version=args.bom_version
+        args.manifest or supply_settings().manifest,
+        args.output,
+        provenance=args.provenance,
+        name=args.name,
+        version=args.bom_version,
+        pubkey=args.pubkey,
+        allow_unsigned=args.allow_unsigned,
     )
     print(f"wrote {out}")
     return EXIT_OK

@@ -95,8 +95,11 @@ def test_keygen_sign_model_signing_and_bom(
     assert main(["manifest", "create", str(project / "model"), "-o", str(manifest)]) == 0
     assert main(["manifest", "sign", str(manifest), "--key", str(private), "--format", "model-signing"]) == 0
     assert main(["manifest", "verify", str(project / "model" / "model.sig"), "--pubkey", str(public)]) == 0
-    assert main(["bom", str(manifest), "-o", str(tmp_path / "bom.json")]) == 0
+    assert main(["bom", str(manifest), "-o", str(tmp_path / "bom.json")]) == 2  # the manifest is unsigned
+    assert main(["bom", str(manifest), "-o", str(tmp_path / "bom.json"), "--allow-unsigned"]) == 0
     assert json.loads((tmp_path / "bom.json").read_text())["specVersion"] == "1.6"
+    assert main(["manifest", "sign", str(manifest), "--key", str(private)]) == 0
+    assert main(["bom", str(manifest), "-o", str(tmp_path / "bom.json"), "--pubkey", str(public)]) == 0
 
 
 def test_provenance_run_and_verify(
