@@ -97,7 +97,14 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="record symbolic links that stay inside DIR (never followed)",
     )
-    create.add_argument("--scan", action="store_true", help="record the static scan verdict of each model")
+    create.add_argument(
+        "--scan",
+        action="store_true",
+        help="record the static scan verdict of each model, under [tool.aisp.scan] by default",
+    )
+    create.add_argument(
+        "--policy", metavar="FILE", help="scan policy TOML for --scan (implies it; default [tool.aisp.scan])"
+    )
     create.add_argument("--workers", type=int, default=None, help="files hashed at once (default: cores)")
     create.add_argument("--key", help="sign the new manifest with this private key (PEM)")
     create.set_defaults(func=_manifest_create)
@@ -128,6 +135,11 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         default=None,
         help="accept new links that stay inside the root",
+    )
+    verify.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="scan policy TOML to judge recorded model verdicts by (default [tool.aisp.scan])",
     )
     verify.add_argument("--workers", type=int, default=None, help="files hashed at once (default: cores)")
     _add_output(verify)
@@ -222,8 +234,10 @@ def _missing_action(parser: argparse.ArgumentParser) -> int:
 
 
 def _manifest_create(args: argparse.Namespace) -> int:
+    from pytest_aisp.config import settings_for_cli
     from pytest_aisp.supply.manifest import DEFAULT_NAME, create_manifest, save_manifest
 
+    settings_for_cli()  # --scan judges under the project's [tool.aisp.scan], as aisp scan does
     root = Path(args.root)
     output = Path(args.output) if args.output else root / DEFAULT_NAME
     manifest = create_manifest(
@@ -234,6 +248,7 @@ def _manifest_create(args: argparse.Namespace) -> int:
         default_ignores=not args.no_default_ignores,
         allow_symlinks=args.allow_symlinks,
         scan=args.scan,
+        scan_policy=args.policy,
         manifest_path=output,
         argv=["aisp", *sys.argv[1:]],
         workers=args.workers,
@@ -263,6 +278,7 @@ def _manifest_verify(args: argparse.Namespace) -> int:
         signature=args.signature,
         allow_unsigned=args.allow_unsigned,
         allow_symlinks=args.allow_symlinks,
+        scan_policy=args.policy,
         workers=args.workers,
     )
     if args.output_format == "text":
@@ -285,9 +301,11 @@ def format_integrity_table(result: object) -> str:
 
     assert isinstance(result, IntegrityResult)
     lines = []
-    sig_findings = [f for f in result.findings if f.rule_id == "AISP-SUPPLY-SIGNATURE"]
-    for finding in sig_findings:
-        lines.append(f"SIGNATURE  {finding.location}  {finding.message}")
+    for finding in result.findings:
+        if finding.rule_id == "AISP-SUPPLY-SIGNATURE":
+            lines.append(f"SIGNATURE  {finding.location}  {finding.message}")
+        elif finding.rule_id == "AISP-SUPPLY-SCAN":
+            lines.append(f"UNSAFE     {finding.location}  {finding.message}")
     if result.changes:
         width = max(len(c.change) for c in result.changes)
         path_width = min(60, max(len(c.path) for c in result.changes))
@@ -295,7 +313,7 @@ def format_integrity_table(result: object) -> str:
         for change in result.changes:
             lines.append(f"{change.change.ljust(width)}  {change.path.ljust(path_width)}  {change.detail}")
     m = result.metrics
-    state = "INTACT" if result.ok else "CHANGED"
+    state = "INTACT" if result.ok else ("CHANGED" if result.changes or result.signature == "invalid" else "UNSAFE")
     lines.append(
         f"{state}: {result.root} against {result.manifest_path}: {result.summary()}; "
         f"{int(m['files_checked'])} entries, {int(m['files_hashed'])} files hashed "

@@ -451,6 +451,7 @@ def create_manifest(
     default_ignores: bool = True,
     allow_symlinks: bool = False,
     scan: bool = False,
+    scan_policy: Any = None,
     manifest_path: Path | None = None,
     argv: Sequence[str] | None = None,
     workers: int | None = None,
@@ -459,7 +460,9 @@ def create_manifest(
 
     Symbolic links are refused unless ``allow_symlinks``, and refused always when they resolve outside
     ``root``. ``manifest_path`` (and its signature) are left out when they lie inside ``root``.
-    ``scan`` records the static-analysis verdict of each model entry.
+    ``scan`` records the static-analysis verdict of each model entry, judged under ``scan_policy``
+    (a ``ScanPolicy``, a ``[tool.aisp.scan]``-shaped table or a TOML path; giving one implies
+    ``scan``), by default the configured ``[tool.aisp.scan]``.
     """
     root = Path(root)
     check_algorithm(algorithm)
@@ -468,8 +471,8 @@ def create_manifest(
     walk_ignores = patterns + _own_files(root, manifest_path)
     nodes = walk(root, walk_ignores)
     entries = _entries_from_nodes(root, nodes, algorithm, kind_globs, allow_symlinks, workers)
-    if scan:
-        entries = scan_models(root, entries)
+    if scan or scan_policy is not None:
+        entries = scan_models(root, entries, scan_policy)
     rel_root = "."
     if manifest_path is not None:
         rel_root = relative_root(root, manifest_path)
@@ -560,24 +563,38 @@ def _entries_from_nodes(
     return entries
 
 
-def scan_models(root: Path, entries: Sequence[ManifestEntry]) -> list[ManifestEntry]:
-    """Record the static-analysis verdict of every model entry (``pytest_aisp.scan.scan_artifact``)."""
-    from pytest_aisp.scan import scan_artifact
+def scan_models(root: Path, entries: Sequence[ManifestEntry], policy: Any = None) -> list[ManifestEntry]:
+    """Record the static-analysis verdict of every model entry under ``policy`` (default: the
+    configured ``[tool.aisp.scan]``, as ``aisp scan`` applies it)."""
+    from pytest_aisp.supply.settings import scan_policy
 
-    scanned = []
-    for entry in entries:
-        if entry.kind != "model" or entry.type != "file":
-            scanned.append(entry)
-            continue
-        result = scan_artifact(root / entry.path)
-        verdict = {
-            "ok": bool(result.ok),
-            "findings": sorted({f.rule_id for f in result.findings}),
-            "max_severity": max((f.severity for f in result.findings), default=None),
-        }
-        verdict["max_severity"] = verdict["max_severity"].value if verdict["max_severity"] else None
-        scanned.append(replace(entry, scan=verdict))
-    return scanned
+    the_policy = scan_policy(policy)
+    return [
+        replace(entry, scan=scan_verdict(root / entry.path, the_policy))
+        if entry.kind == "model" and entry.type == "file"
+        else entry
+        for entry in entries
+    ]
+
+
+def scan_verdict(path: Path, policy: Any) -> dict[str, Any]:
+    """The scan verdict a manifest records for one model: ok, the rule ids found, the worst severity,
+    and the fingerprint and source of the policy it was judged under."""
+    from pytest_aisp.recorder import recording
+    from pytest_aisp.scan import scan_artifact
+    from pytest_aisp.supply.settings import policy_fingerprint
+
+    # The scan's own findings stay out of the running test: the manifest check reports the verdict.
+    with recording("aisp-supply-scan"):
+        result = scan_artifact(path, policy=policy)
+    worst = max((f.severity for f in result.findings), default=None)
+    return {
+        "ok": bool(result.ok),
+        "findings": sorted({f.rule_id for f in result.findings}),
+        "max_severity": worst.value if worst else None,
+        "policy": policy_fingerprint(policy),
+        "policy_source": str(policy.source),
+    }
 
 
 def dumps_manifest(manifest: Manifest) -> str:

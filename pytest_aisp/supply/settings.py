@@ -92,6 +92,32 @@ def missing_key_message(what: str) -> str:
     )
 
 
+def scan_policy(policy: Any = None, settings: Settings | None = None) -> Any:
+    """``policy`` as a ``ScanPolicy`` (a policy, a ``[tool.aisp.scan]``-shaped table or a TOML path),
+    or the configured one when it is None."""
+    if policy is None:
+        return scan_policy_from_settings(settings)
+    from pytest_aisp.scan.policy import coerce_policy
+
+    return coerce_policy(policy)
+
+
+def policy_fingerprint(policy: Any) -> str:
+    """A digest of what a scan policy decides with (allow, deny, fail_on, limits; not its source):
+    a verdict recorded under another policy is judged again."""
+    import dataclasses
+    import hashlib
+    import json
+
+    content = {
+        "allow": sorted(policy.allow),
+        "deny": sorted(policy.deny),
+        "fail_on": policy.fail_on.value,
+        "limits": dataclasses.asdict(policy.limits),
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 def scan_policy_from_settings(settings: Settings | None = None) -> Any:
     """The scan policy ``[tool.aisp.scan]`` configures (the shipped default when it is absent), as
     ``aisp scan`` applies it."""

@@ -26,6 +26,7 @@ from pytest_aisp.supply.manifest import (
     default_root,
     link_stays_inside,
     load_manifest,
+    scan_verdict,
     walk,
 )
 from pytest_aisp.supply.modelsig import BUNDLE_NAME, is_model_signing_bundle, read_bundle
@@ -53,7 +54,7 @@ SEVERITIES: Mapping[str, Severity] = {
 class Change:
     """One difference between the manifest and the directory, as the verify table shows it."""
 
-    change: str  # modified | missing | added | renamed | swapped | type-changed | symlink | scan
+    change: str  # modified | missing | added | renamed | swapped | type-changed | symlink
     path: str
     detail: str
     rule_id: str
@@ -92,6 +93,9 @@ class IntegrityResult:
         for change in self.changes:
             counts[change.change] = counts.get(change.change, 0) + 1
         parts = [f"{n} {name}" for name, n in sorted(counts.items())]
+        unsafe = sum(1 for f in self.findings if f.rule_id == RULE_SCAN)
+        if unsafe:
+            parts.append(f"{unsafe} unsafe model{'s' if unsafe > 1 else ''}")
         if self.signature == "invalid":
             parts.append("signature invalid")
         text = ", ".join(parts) if parts else "intact"
@@ -307,19 +311,6 @@ def compare(
             )
         )
 
-    for entry in manifest.entries:
-        if entry.scan is not None and not entry.scan.get("ok", True):
-            changes.append(
-                Change(
-                    "scan",
-                    entry.path,
-                    f"{entry.path} was recorded unsafe by the static scan "
-                    f"when the manifest was made ({', '.join(entry.scan.get('findings', []))})",
-                    RULE_SCAN,
-                    {"scan": dict(entry.scan)},
-                )
-            )
-
     changes.sort(key=lambda c: (c.path, c.change))
     metrics = {
         "files_checked": float(len(expected)),
@@ -379,6 +370,7 @@ def verify_manifest(
     signature: Path | str | None = None,
     allow_unsigned: bool | None = None,
     allow_symlinks: bool | None = None,
+    scan_policy: Any = None,
     workers: int | None = None,
 ) -> IntegrityResult:
     """Verify the directory ``root`` (default: the manifest's recorded root) against the manifest,
@@ -391,6 +383,11 @@ def verify_manifest(
     without a key this raises ``AispError``, unless ``allow_unsigned`` (default
     ``[tool.aisp.supply] allow_unsigned``, false) says to compare digests only; such a result is
     not ``authenticated``. A missing, foreign or broken signature is a finding.
+
+    Models the manifest recorded a scan verdict for are judged under ``scan_policy`` (default: the
+    configured ``[tool.aisp.scan]``): the recorded verdict stands when it was made under the same
+    policy; otherwise the (intact) model is scanned again. An unsafe model is an
+    ``AISP-SUPPLY-SCAN`` finding, not a change.
     Never raises on a finding; raises ``AispError`` (``ManifestError``) when nothing could be checked.
     """
     configured = supply_settings()
@@ -443,7 +440,8 @@ def verify_manifest(
     )
     metrics["verify_seconds"] = time.perf_counter() - started
     root_display = os.path.relpath(root_path) if not Path(root_path).is_absolute() else str(root_path)
-    findings = tuple(signature_findings + [_finding(c, root_display) for c in changes])
+    unsafe = _unsafe_models(manifest, root_path, changes, scan_policy, root_display)
+    findings = tuple(signature_findings + [_finding(c, root_display) for c in changes] + unsafe)
     result = IntegrityResult(
         manifest_path, root_path, manifest, tuple(changes), findings, metrics, signature_state
     )
@@ -451,6 +449,42 @@ def verify_manifest(
     record_metric("supply_files_checked", metrics["files_checked"])
     record_metric("supply_authenticated", 1.0 if result.authenticated else 0.0)
     return result
+
+
+def _unsafe_models(
+    manifest: Manifest, root: Path, changes: Sequence[Change], policy: Any, root_display: str
+) -> list[Finding]:
+    """``AISP-SUPPLY-SCAN`` findings for the intact models that are unsafe under the scan policy."""
+    recorded = [e for e in manifest.entries if e.scan is not None]
+    if not recorded:
+        return []
+    from pytest_aisp.supply.settings import policy_fingerprint, scan_policy
+
+    the_policy = scan_policy(policy)
+    fingerprint = policy_fingerprint(the_policy)
+    changed = {c.path for c in changes} | {str(c.expected.get("path")) for c in changes}
+    findings = []
+    for entry in recorded:
+        if entry.path in changed:
+            continue  # reported as a change: its recorded verdict is about other bytes
+        verdict: Mapping[str, Any] = entry.scan or {}
+        when = "when the manifest was made"
+        if verdict.get("policy") != fingerprint:
+            verdict = scan_verdict(root / entry.path, the_policy)
+            when = f"under the configured scan policy ({the_policy.source})"
+        if verdict.get("ok") is True:
+            continue
+        rules = ", ".join(verdict.get("findings") or []) or "no verdict recorded"
+        findings.append(
+            Finding(
+                RULE_SCAN,
+                SEVERITIES[RULE_SCAN],
+                f"{entry.path} is unsafe by the static scan {when} ({rules})",
+                _location(root_display, entry.path),
+                {"path": entry.path, "scan": dict(verdict)},
+            )
+        )
+    return findings
 
 
 def assert_manifest_intact(

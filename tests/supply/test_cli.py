@@ -213,3 +213,42 @@ def test_verify_reads_the_key_from_the_configuration(
     monkeypatch.setenv("AISP_PUBKEY", str(keys["other_ed25519"][1]))  # the environment is above the file
     assert main(["manifest", "verify"]) == 1
     assert "not by the given key" in capsys.readouterr().out
+
+
+# A whole pickled module, as teams save them: its class is not on the shipped allowlist.
+PICKLED_MODULE = b"\x80\x02cmypkg.models\nDigitsCNN\n)\x81."
+
+
+def test_manifest_scan_reads_the_scan_configuration(
+    tmp_path: Path, keys, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """manifest create --scan and manifest verify judge models under [tool.aisp.scan], as aisp scan does."""
+    repo = tmp_path / "repo"
+    (repo / "models").mkdir(parents=True)
+    (repo / "models" / "cnn_full.pt").write_bytes(PICKLED_MODULE)
+    (repo / "pyproject.toml").write_text(
+        f'[tool.aisp.scan]\nallow = ["mypkg.models.DigitsCNN"]\n[tool.aisp.supply]\npubkey = "{keys["ed25519"][1]}"\n'
+    )
+    monkeypatch.chdir(repo)
+    key = str(keys["ed25519"][0])
+    assert main(["scan", "models"]) == 0  # aisp scan agrees
+    assert main(["manifest", "create", "models", "-o", "m.json", "--scan", "--key", key]) == 0
+    entry = json.loads(Path("m.json").read_text())["entries"][0]
+    assert entry["scan"]["ok"] is True and entry["scan"]["policy_source"] == "[tool.aisp.scan]"
+    capsys.readouterr()
+    assert main(["manifest", "verify", "m.json"]) == 0
+    assert capsys.readouterr().out.startswith("INTACT")
+    # Nothing changed, but the policy did: the model is judged again under the one in force.
+    policy = tmp_path / "strict.toml"
+    policy.write_text("[scan]\nallow = []\n")
+    assert main(["manifest", "verify", "m.json", "--policy", str(policy)]) == 1
+    out = capsys.readouterr().out
+    assert "UNSAFE" in out and "under the configured scan policy" in out and "CHANGE " not in out
+    assert out.splitlines()[-1].startswith("UNSAFE:")
+    # --policy at create time, recorded and then honoured by verify with the same file.
+    assert main(["manifest", "create", "models", "-o", "m.json", "--policy", str(policy), "--key", key]) == 0
+    assert json.loads(Path("m.json").read_text())["entries"][0]["scan"]["ok"] is False
+    capsys.readouterr()
+    assert main(["manifest", "verify", "m.json", "--policy", str(policy)]) == 1
+    assert "when the manifest was made" in capsys.readouterr().out
+    assert main(["manifest", "verify", "m.json"]) == 0  # under [tool.aisp.scan] the model is fine

@@ -129,3 +129,23 @@ require_signature = false
     result = pytester.runpytest("-p", "no:cacheprovider", "test_unsigned.py")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*require_signature = false*set allow_unsigned = true*"])
+
+
+def test_python_api_scans_under_the_project_scan_configuration(pytester: pytest.Pytester) -> None:
+    """create_manifest(scan=True) inside pytest reads [tool.aisp.scan] like aisp scan and the fixtures."""
+    (pytester.path / "models").mkdir()
+    (pytester.path / "models" / "cnn_full.pt").write_bytes(b"\x80\x02cmypkg.models\nDigitsCNN\n)\x81.")
+    pytester.makepyprojecttoml('[tool.aisp.scan]\nallow = ["mypkg.models.DigitsCNN"]\n')
+    pytester.makepyfile(
+        test_scan="""
+from pytest_aisp.supply import create_manifest, save_manifest, verify_manifest
+
+def test_scan_verdict(tmp_path):
+    manifest = create_manifest("models", scan=True)
+    (entry,) = manifest.entries
+    assert entry.scan["ok"] is True, entry.scan
+    path = save_manifest(manifest, tmp_path / "m.json")
+    assert verify_manifest(path, allow_unsigned=True).ok
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -254,12 +254,21 @@ def test_reads_never_pass_through_a_linked_directory(project: Path, tmp_path: Pa
 def test_model_recorded_unsafe_by_the_scan_is_reported(release_key: Path, project: Path) -> None:
     from dataclasses import replace
 
+    from pytest_aisp.scan import default_policy
+    from pytest_aisp.supply.settings import policy_fingerprint
+
     manifest = create_manifest(project, manifest_path=project / "aisp-manifest.json")
-    verdict = {"ok": False, "findings": ["AISP-SCAN-PICKLE-GLOBAL"], "max_severity": "critical"}
+    verdict = {
+        "ok": False,
+        "findings": ["AISP-SCAN-PICKLE-GLOBAL"],
+        "max_severity": "critical",
+        "policy": policy_fingerprint(default_policy()),  # made under the policy in force: it stands
+    }
     entries = tuple(replace(e, scan=verdict) if e.kind == "model" else e for e in manifest.entries)
     path = save_manifest(replace(manifest, entries=entries), project / "aisp-manifest.json")
     sign_manifest(path, release_key)
     result = verify_manifest(path)
-    assert changes(result) == [("scan", MODEL)]
-    assert result.findings[0].rule_id == "AISP-SUPPLY-SCAN"
-    assert "AISP-SCAN-PICKLE-GLOBAL" in result.findings[0].message
+    assert result.changes == ()  # an unsafe model is not a change
+    (finding,) = result.findings
+    assert finding.rule_id == "AISP-SUPPLY-SCAN" and "when the manifest was made" in finding.message
+    assert "AISP-SCAN-PICKLE-GLOBAL" in finding.message and "1 unsafe model" in result.summary()
