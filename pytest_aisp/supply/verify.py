@@ -179,7 +179,6 @@ def compare(
         [n.path for n in hash_nodes],
         algorithm,
         workers=workers,
-        sizes=[n.size for n in hash_nodes],
         root=root,
     )
     seconds = time.perf_counter() - started

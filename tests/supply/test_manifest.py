@@ -265,3 +265,32 @@ def test_a_failed_save_leaves_no_temporary_file(project: Path, tmp_path: Path) -
         save_manifest(create_manifest(project), tmp_path / "missing" / "m.json")
     assert [p.name for p in tmp_path.iterdir()] == ["out", "project"]
     assert list(out.iterdir()) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    path=st.lists(st.sampled_from(["a", "b", "data", "logs", ".git", "x.pt", "m.csv", "__pycache__"]),
+                  min_size=1, max_size=4).map("/".join),
+    patterns=st.lists(
+        st.sampled_from(
+            ["*.pt", "logs/", "/logs/", "/a/*", "data/**/*.csv", "**/x.pt", "a/b", "/.git/", ".git/", "b",
+             "*", "/m.csv", "data/*", "**/logs/"]
+        ),
+        max_size=5,
+    ),
+    is_dir=st.booleans(),
+)
+def test_compiled_ignore_matcher_agrees_with_matches(path: str, patterns: list[str], is_dir: bool) -> None:
+    from pytest_aisp.supply.manifest import ignore_matcher
+
+    expected = any(matches(path, p, is_dir=is_dir) for p in patterns)
+    assert ignore_matcher(tuple(patterns))(path, is_dir) == expected
+
+
+@pytest.mark.parametrize("name", ["a.pt", ".bashrc", "a.", "a.tar.gz", "..x", "noext", "x.PT", "a.b.c"])
+def test_suffix_is_classified_as_pathlib_would(name: str) -> None:
+    from pathlib import PurePosixPath
+
+    from pytest_aisp.supply.manifest import MODEL_SUFFIXES
+
+    assert (classify(name) == "model") == (PurePosixPath(name.lower()).suffix in MODEL_SUFFIXES)
