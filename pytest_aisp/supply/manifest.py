@@ -622,9 +622,9 @@ def _entries_from_nodes(
 def scan_models(root: Path, entries: Sequence[ManifestEntry], policy: Any = None) -> list[ManifestEntry]:
     """Record the static-analysis verdict of every model entry under ``policy`` (default: the
     configured ``[tool.aisp.scan]``, as ``aisp scan`` applies it)."""
-    from pytest_aisp.supply.settings import scan_policy
+    from pytest_aisp.supply.settings import resolve_scan_policy
 
-    the_policy = scan_policy(policy)
+    the_policy = resolve_scan_policy(policy)
     return [
         replace(entry, scan=scan_verdict(root / entry.path, the_policy))
         if entry.kind == "model" and entry.type == "file"

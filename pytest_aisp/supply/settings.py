@@ -92,7 +92,7 @@ def missing_key_message(what: str) -> str:
     )
 
 
-def scan_policy(policy: Any = None, settings: Settings | None = None) -> Any:
+def resolve_scan_policy(policy: Any = None, settings: Settings | None = None) -> Any:
     """``policy`` as a ``ScanPolicy`` (a policy, a ``[tool.aisp.scan]``-shaped table or a TOML path),
     or the configured one when it is None."""
     if policy is None:

@@ -30,7 +30,7 @@ from pytest_aisp.supply.manifest import (
     walk,
 )
 from pytest_aisp.supply.modelsig import BUNDLE_NAME, is_model_signing_bundle, read_bundle
-from pytest_aisp.supply.settings import missing_key_message, supply_settings
+from pytest_aisp.supply.settings import missing_key_message, policy_fingerprint, resolve_scan_policy, supply_settings
 
 RULE_MODIFIED = "AISP-SUPPLY-MODIFIED"
 RULE_MISSING = "AISP-SUPPLY-MISSING"
@@ -60,6 +60,9 @@ class Change:
     rule_id: str
     expected: Mapping[str, Any] = field(default_factory=dict)
     actual: Mapping[str, Any] = field(default_factory=dict)
+
+
+NOT_AUTHENTICATED = "integrity not authenticated: no signature was checked"
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,6 @@ class IntegrityResult:
         if self.signature == "not checked":
             text += f" ({NOT_AUTHENTICATED})"
         return text
-
-
-NOT_AUTHENTICATED = "integrity not authenticated: no signature was checked"
 
 
 def _location(root_display: str, path: str) -> str:
@@ -457,9 +457,7 @@ def _unsafe_models(
     recorded = [e for e in manifest.entries if e.scan is not None]
     if not recorded:
         return []
-    from pytest_aisp.supply.settings import policy_fingerprint, scan_policy
-
-    the_policy = scan_policy(policy)
+    the_policy = resolve_scan_policy(policy)
     fingerprint = policy_fingerprint(the_policy)
     changed = {c.path for c in changes} | {str(c.expected.get("path")) for c in changes}
     findings = []
