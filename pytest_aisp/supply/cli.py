@@ -18,13 +18,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_manifest(subparsers)
     _register_provenance(subparsers)
     bom = subparsers.add_parser("bom", help="write a CycloneDX 1.6 ML-BOM of models, datasets and files")
-    bom.add_argument("manifest", nargs="?", default="aisp-manifest.json", help="manifest to describe")
+    bom.add_argument(
+        "manifest",
+        nargs="?",
+        default=None,
+        help="manifest to describe (default: [tool.aisp] manifest, else aisp-manifest.json)",
+    )
     bom.add_argument(
         "-o", "--output", default="bom.cdx.json", help="where to write the BOM (default bom.cdx.json)"
     )
     bom.add_argument("--provenance", help="provenance statement: products depend on materials in the BOM")
     bom.add_argument("--name", help="name of the top component (default: the root directory's name)")
     bom.add_argument("--version", dest="bom_version", default="", help="version of the top component")
+    bom.add_argument(
+        "--pubkey",
+        help="public key the manifest and the statement must be signed with "
+        "(default AISP_PUBKEY, [tool.aisp.supply] pubkey; required unless --allow-unsigned)",
+    )
+    bom.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        default=None,
+        help="describe an unsigned manifest and statement (marked aisp:*:authenticated=false)",
+    )
     bom.set_defaults(func=_bom)
     pins = subparsers.add_parser("pins", help="check that dependencies are pinned (and hashed)")
     pins.add_argument(
@@ -81,21 +97,49 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="record symbolic links that stay inside DIR (never followed)",
     )
-    create.add_argument("--scan", action="store_true", help="record the static scan verdict of each model")
+    create.add_argument(
+        "--scan",
+        action="store_true",
+        help="record the static scan verdict of each model, under [tool.aisp.scan] by default",
+    )
+    create.add_argument(
+        "--policy", metavar="FILE", help="scan policy TOML for --scan (implies it; default [tool.aisp.scan])"
+    )
     create.add_argument("--workers", type=int, default=None, help="files hashed at once (default: cores)")
     create.add_argument("--key", help="sign the new manifest with this private key (PEM)")
     create.set_defaults(func=_manifest_create)
 
     verify = sub.add_parser("verify", help="check DIR against a manifest (or a model-signing bundle)")
-    verify.add_argument("manifest", nargs="?", default="aisp-manifest.json", metavar="MANIFEST")
+    verify.add_argument(
+        "manifest",
+        nargs="?",
+        default=None,
+        metavar="MANIFEST",
+        help="manifest or model-signing bundle (default: [tool.aisp] manifest, else aisp-manifest.json)",
+    )
     verify.add_argument("--root", help="directory to check (default: the root recorded in the manifest)")
-    verify.add_argument("--pubkey", help="public key (PEM) the manifest must be signed with")
+    verify.add_argument(
+        "--pubkey",
+        help="public key (PEM) the manifest must be signed with "
+        "(default AISP_PUBKEY, [tool.aisp.supply] pubkey; required unless --allow-unsigned)",
+    )
+    verify.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        default=None,
+        help="without a key, compare digests only: the result is not authenticated",
+    )
     verify.add_argument("--signature", help="signature file (default MANIFEST.sig)")
     verify.add_argument(
         "--allow-symlinks",
         action="store_true",
         default=None,
         help="accept new links that stay inside the root",
+    )
+    verify.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="scan policy TOML to judge recorded model verdicts by (default [tool.aisp.scan])",
     )
     verify.add_argument("--workers", type=int, default=None, help="files hashed at once (default: cores)")
     _add_output(verify)
@@ -124,6 +168,7 @@ def _register_manifest(subparsers: argparse._SubParsersAction) -> None:
     keygen.add_argument(
         "--type", dest="key_type", default="ed25519", choices=["ed25519", "ecdsa-p256-sha256"]
     )
+    keygen.add_argument("--force", action="store_true", help="overwrite existing key files")
     keygen.set_defaults(func=_manifest_keygen)
     manifest.set_defaults(func=lambda args: _missing_action(manifest))
 
@@ -157,7 +202,24 @@ def _register_provenance(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument(
         "--root", default=".", help="directory the recorded paths are relative to (default .)"
     )
-    verify.add_argument("--pubkey", help="public key the statement must be signed with")
+    verify.add_argument(
+        "--pubkey",
+        help="public key the statement must be signed with "
+        "(default AISP_PUBKEY, [tool.aisp.supply] pubkey; required unless --allow-unsigned)",
+    )
+    verify.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        default=None,
+        help="without a key, read the statement unauthenticated",
+    )
+    verify.add_argument(
+        "--products",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="files that must be subjects of the statement (the artifacts you are about to use)",
+    )
     _add_output(verify)
     verify.set_defaults(func=_provenance_verify)
     provenance.set_defaults(func=lambda args: _missing_action(provenance))
@@ -172,8 +234,10 @@ def _missing_action(parser: argparse.ArgumentParser) -> int:
 
 
 def _manifest_create(args: argparse.Namespace) -> int:
+    from pytest_aisp.config import settings_for_cli
     from pytest_aisp.supply.manifest import DEFAULT_NAME, create_manifest, save_manifest
 
+    settings_for_cli()  # --scan judges under the project's [tool.aisp.scan], as aisp scan does
     root = Path(args.root)
     output = Path(args.output) if args.output else root / DEFAULT_NAME
     manifest = create_manifest(
@@ -184,6 +248,7 @@ def _manifest_create(args: argparse.Namespace) -> int:
         default_ignores=not args.no_default_ignores,
         allow_symlinks=args.allow_symlinks,
         scan=args.scan,
+        scan_policy=args.policy,
         manifest_path=output,
         argv=["aisp", *sys.argv[1:]],
         workers=args.workers,
@@ -202,14 +267,18 @@ def _manifest_create(args: argparse.Namespace) -> int:
 
 
 def _manifest_verify(args: argparse.Namespace) -> int:
+    from pytest_aisp.config import settings_for_cli
     from pytest_aisp.supply.verify import verify_manifest
 
+    settings_for_cli()  # AISP_PUBKEY and [tool.aisp.supply] apply where no flag is given
     result = verify_manifest(
         args.manifest,
         args.root,
         pubkey=args.pubkey,
         signature=args.signature,
+        allow_unsigned=args.allow_unsigned,
         allow_symlinks=args.allow_symlinks,
+        scan_policy=args.policy,
         workers=args.workers,
     )
     if args.output_format == "text":
@@ -217,7 +286,12 @@ def _manifest_verify(args: argparse.Namespace) -> int:
     return _emit(
         args,
         result.findings,
-        extra={"root": str(result.root), "metrics": dict(result.metrics), "signature": result.signature},
+        extra={
+            "root": str(result.root),
+            "metrics": dict(result.metrics),
+            "signature": result.signature,
+            "authenticated": result.authenticated,
+        },
     )
 
 
@@ -227,9 +301,11 @@ def format_integrity_table(result: object) -> str:
 
     assert isinstance(result, IntegrityResult)
     lines = []
-    sig_findings = [f for f in result.findings if f.rule_id == "AISP-SUPPLY-SIGNATURE"]
-    for finding in sig_findings:
-        lines.append(f"SIGNATURE  {finding.location}  {finding.message}")
+    for finding in result.findings:
+        if finding.rule_id == "AISP-SUPPLY-SIGNATURE":
+            lines.append(f"SIGNATURE  {finding.location}  {finding.message}")
+        elif finding.rule_id == "AISP-SUPPLY-SCAN":
+            lines.append(f"UNSAFE     {finding.location}  {finding.message}")
     if result.changes:
         width = max(len(c.change) for c in result.changes)
         path_width = min(60, max(len(c.path) for c in result.changes))
@@ -237,7 +313,7 @@ def format_integrity_table(result: object) -> str:
         for change in result.changes:
             lines.append(f"{change.change.ljust(width)}  {change.path.ljust(path_width)}  {change.detail}")
     m = result.metrics
-    state = "INTACT" if result.ok else "CHANGED"
+    state = "INTACT" if result.ok else ("CHANGED" if result.changes or result.signature == "invalid" else "UNSAFE")
     lines.append(
         f"{state}: {result.root} against {result.manifest_path}: {result.summary()}; "
         f"{int(m['files_checked'])} entries, {int(m['files_hashed'])} files hashed "
@@ -277,7 +353,7 @@ def _manifest_sign(args: argparse.Namespace) -> int:
 def _manifest_keygen(args: argparse.Namespace) -> int:
     from pytest_aisp.supply.signing import generate_keypair
 
-    private, public = generate_keypair(args.private, args.public, args.key_type)
+    private, public = generate_keypair(args.private, args.public, args.key_type, force=args.force)
     print(f"wrote {private} (keep it secret) and {public}")
     return EXIT_OK
 
@@ -307,9 +383,17 @@ def _provenance_run(args: argparse.Namespace) -> int:
 
 
 def _provenance_verify(args: argparse.Namespace) -> int:
+    from pytest_aisp.config import settings_for_cli
     from pytest_aisp.supply.provenance import verify_provenance
 
-    result = verify_provenance(args.statement, root=args.root, pubkey=args.pubkey)
+    settings_for_cli()
+    result = verify_provenance(
+        args.statement,
+        root=args.root,
+        pubkey=args.pubkey,
+        allow_unsigned=args.allow_unsigned,
+        products=args.products,
+    )
     if args.output_format == "text":
         for finding in result.findings:
             print(finding.one_line())
@@ -317,15 +401,25 @@ def _provenance_verify(args: argparse.Namespace) -> int:
             f"{'INTACT' if result.ok else 'CHANGED'}: {len(result.subjects)} products, "
             f"{len(result.materials)} materials checked against {args.statement};"
             f" signature {result.signature}"
+            + (" (integrity not authenticated)" if result.signature == "not checked" else "")
         )
-    return _emit(args, result.findings)
+    return _emit(args, result.findings, extra={"signature": result.signature, "authenticated": result.authenticated})
 
 
 def _bom(args: argparse.Namespace) -> int:
+    from pytest_aisp.config import settings_for_cli
     from pytest_aisp.supply.bom import write_bom
+    from pytest_aisp.supply.settings import supply_settings
 
+    settings_for_cli()
     out = write_bom(
-        args.manifest, args.output, provenance=args.provenance, name=args.name, version=args.bom_version
+        args.manifest or supply_settings().manifest,
+        args.output,
+        provenance=args.provenance,
+        name=args.name,
+        version=args.bom_version,
+        pubkey=args.pubkey,
+        allow_unsigned=args.allow_unsigned,
     )
     print(f"wrote {out}")
     return EXIT_OK

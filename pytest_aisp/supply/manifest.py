@@ -13,12 +13,13 @@ import functools
 import json
 import os
 import re
+import secrets
 import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +35,7 @@ ENTRY_TYPES: tuple[str, ...] = ("file", "symlink")
 # Never part of an artifact: version-control internals and caches that tools rewrite on every run.
 DEFAULT_IGNORES: tuple[str, ...] = (".git/", "__pycache__/", ".pytest_cache/")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+_REQUIREMENTS = re.compile(r"^requirements.*\.(txt|in)$").match
 
 MODEL_SUFFIXES = frozenset(
     {
@@ -168,6 +170,9 @@ class Manifest:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     root_digest: str = ""
     source: str = FORMAT
+    # The directory the entries describe, when known (made here or loaded from a file): not written;
+    # save_manifest derives ``root`` from it, relative to wherever the manifest is saved.
+    root_path: Path | None = field(default=None, compare=False, repr=False)
 
     def by_path(self) -> dict[str, ManifestEntry]:
         return {e.path: e for e in self.entries}
@@ -250,7 +255,50 @@ def matches(path: str, pattern: str, *, is_dir: bool = False) -> bool:
 
 
 def is_ignored(path: str, patterns: Iterable[str], *, is_dir: bool = False) -> bool:
-    return any(matches(path, p, is_dir=is_dir) for p in patterns)
+    """Whether any of ``patterns`` matches ``path`` (see :func:`matches`)."""
+    return ignore_matcher(tuple(patterns))(path, is_dir)
+
+
+@functools.lru_cache(maxsize=64)
+def ignore_matcher(patterns: tuple[str, ...]) -> Callable[[str, bool], bool]:
+    """``is_ignored`` for a fixed pattern list as at most four compiled regexes, so a walk tests
+    each path once instead of once per pattern. Same answers as :func:`matches` for each pattern."""
+    on_path: dict[bool, list[str]] = {False: [], True: []}  # whole-path regexes, by is_dir
+    on_name: dict[bool, list[str]] = {False: [], True: []}  # file-name regexes, by is_dir
+    for pattern in patterns:
+        if pattern.startswith("/"):
+            body = pattern[1:]
+            if body.endswith("/"):
+                on_path[True].append(fnmatch.translate(body.rstrip("/")))
+            else:
+                for is_dir in (False, True):
+                    on_path[is_dir].append(fnmatch.translate(body))
+        elif pattern.endswith("/"):
+            on_path[True].append(fnmatch.translate(pattern.rstrip("/")))
+            on_name[True].append(fnmatch.translate(pattern.rstrip("/")))
+        elif "/" not in pattern:
+            for is_dir in (False, True):
+                on_name[is_dir].append(fnmatch.translate(pattern))
+        else:
+            variants = [pattern, pattern.replace("/**/", "/")]
+            if pattern.startswith("**/"):
+                variants.append(pattern[3:])
+            for is_dir in (False, True):
+                on_path[is_dir].extend(fnmatch.translate(v) for v in variants)
+
+    def compiled(parts: list[str]) -> Callable[[str], object] | None:
+        return re.compile("|".join(f"(?:{part})" for part in parts)).match if parts else None
+
+    path_match = {d: compiled(on_path[d]) for d in (False, True)}
+    name_match = {d: compiled(on_name[d]) for d in (False, True)}
+
+    def ignored(path: str, is_dir: bool = False) -> bool:
+        by_path, by_name = path_match[is_dir], name_match[is_dir]
+        if by_path is not None and by_path(path):
+            return True
+        return by_name is not None and bool(by_name(path.rsplit("/", 1)[-1]))
+
+    return ignored
 
 
 def classify(path: str, kind_globs: Sequence[tuple[str, str]] = ()) -> str:
@@ -264,9 +312,10 @@ def classify(path: str, kind_globs: Sequence[tuple[str, str]] = ()) -> str:
     ):
         return "pipeline"
     lower = name.lower()
-    if name in CONFIG_NAMES or re.match(r"^requirements.*\.(txt|in)$", lower):
+    if name in CONFIG_NAMES or (lower.startswith("requirements") and _REQUIREMENTS(lower)):
         return "config"
-    suffix = PurePosixPath(lower).suffix
+    dot = lower.rfind(".")
+    suffix = lower[dot:] if 0 < dot < len(lower) - 1 else ""  # as PurePosixPath.suffix, without its cost
     if suffix in MODEL_SUFFIXES:
         return "model"
     if suffix in DATASET_SUFFIXES or lower.endswith(".txt.gz"):
@@ -295,10 +344,15 @@ def parse_kind_globs(specs: Iterable[str]) -> tuple[tuple[str, str], ...]:
 # --- the walk ----------------------------------------------------------------------------------
 
 
-def walk(root: Path, ignore: Sequence[str]) -> list[Node]:
-    """Every non-ignored path under ``root``, sorted, never descending into symbolic links."""
+def walk(root: Path, ignore: Sequence[str], *, sizes: bool = True) -> list[Node]:
+    """Every non-ignored path under ``root``, sorted, never descending into symbolic links.
+
+    ``sizes=False`` leaves file sizes at -1 and takes each entry's type from the directory listing
+    (no ``lstat`` per file) for callers that ``fstat`` every file anyway.
+    """
     if not root.is_dir():
         raise AispError(f"{root} is not a directory")
+    ignored = ignore_matcher(tuple(ignore))
     nodes: list[Node] = []
     stack = [(root, "")]
     while stack:
@@ -311,23 +365,29 @@ def walk(root: Path, ignore: Sequence[str]) -> list[Node]:
         for child in children:
             rel = f"{prefix}{child.name}"
             try:
-                st = child.stat(follow_symlinks=False)
+                if sizes:
+                    mode = child.stat(follow_symlinks=False).st_mode
+                    is_dir, is_link, is_file = stat.S_ISDIR(mode), stat.S_ISLNK(mode), stat.S_ISREG(mode)
+                else:
+                    is_dir = child.is_dir(follow_symlinks=False)
+                    is_link = not is_dir and child.is_symlink()
+                    is_file = not is_dir and not is_link and child.is_file(follow_symlinks=False)
             except FileNotFoundError:  # removed while listing: absent, reported as missing if recorded
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                if not is_ignored(rel, ignore, is_dir=True):
+            if is_dir:
+                if not ignored(rel, True):
                     stack.append((Path(child.path), rel + "/"))
                 continue
-            if is_ignored(rel, ignore):
+            if ignored(rel, False):
                 continue
-            if stat.S_ISLNK(st.st_mode):
+            if is_link:
                 try:
                     target = os.readlink(child.path)
                 except OSError:
                     continue
                 nodes.append(Node(rel, "symlink", 0, target))
-            elif stat.S_ISREG(st.st_mode):
-                nodes.append(Node(rel, "file", st.st_size))
+            elif is_file:
+                nodes.append(Node(rel, "file", child.stat(follow_symlinks=False).st_size if sizes else -1))
             else:
                 nodes.append(Node(rel, "other", 0))
     nodes.sort(key=lambda n: n.path)
@@ -447,6 +507,7 @@ def create_manifest(
     default_ignores: bool = True,
     allow_symlinks: bool = False,
     scan: bool = False,
+    scan_policy: Any = None,
     manifest_path: Path | None = None,
     argv: Sequence[str] | None = None,
     workers: int | None = None,
@@ -455,26 +516,29 @@ def create_manifest(
 
     Symbolic links are refused unless ``allow_symlinks``, and refused always when they resolve outside
     ``root``. ``manifest_path`` (and its signature) are left out when they lie inside ``root``.
-    ``scan`` records the static-analysis verdict of each model entry.
+    ``scan`` records the static-analysis verdict of each model entry, judged under ``scan_policy``
+    (a ``ScanPolicy``, a ``[tool.aisp.scan]``-shaped table or a TOML path; giving one implies
+    ``scan``), by default the configured ``[tool.aisp.scan]``.
     """
     root = Path(root)
     check_algorithm(algorithm)
     kind_globs = parse_kind_globs(kinds) if kinds and isinstance(kinds[0], str) else tuple(kinds)  # type: ignore[arg-type]
     patterns = tuple(dict.fromkeys((*DEFAULT_IGNORES, *ignore) if default_ignores else tuple(ignore)))
     walk_ignores = patterns + _own_files(root, manifest_path)
-    nodes = walk(root, walk_ignores)
+    nodes = walk(root, walk_ignores, sizes=False)  # every file is opened and fstat'ed when hashed
     entries = _entries_from_nodes(root, nodes, algorithm, kind_globs, allow_symlinks, workers)
-    if scan:
-        entries = scan_models(root, entries)
+    if scan or scan_policy is not None:
+        entries = scan_models(root, entries, scan_policy)
     rel_root = "."
     if manifest_path is not None:
-        rel_root = Path(os.path.relpath(root.resolve(), manifest_path.resolve().parent)).as_posix()
+        rel_root = relative_root(root, manifest_path)
     from pytest_aisp import __version__
 
     return Manifest(
         algorithm=algorithm,
         entries=tuple(entries),
         root=rel_root,
+        root_path=root.resolve(),
         ignore=patterns,
         allow_symlinks=allow_symlinks,
         created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
@@ -482,6 +546,16 @@ def create_manifest(
         provenance=provenance_block(root, argv),
         root_digest=compute_root_digest(entries, algorithm),
     )
+
+
+def default_root(manifest_path: Path, manifest: Manifest) -> Path:
+    """The directory a manifest describes: its recorded ``root``, relative to the manifest file."""
+    return (manifest_path.parent / manifest.root) if manifest.root != "." else manifest_path.parent
+
+
+def relative_root(root: Path, manifest_path: Path) -> str:
+    """``root`` as the manifest at ``manifest_path`` records it: relative to the manifest's directory."""
+    return Path(os.path.relpath(root.resolve(), manifest_path.resolve().parent)).as_posix()
 
 
 def _own_files(root: Path, manifest_path: Path | None) -> tuple[str, ...]:
@@ -535,7 +609,7 @@ def _entries_from_nodes(
         else:
             files.append(node)
     results = digest_files(
-        [n.path for n in files], algorithm, workers=workers, sizes=[n.size for n in files], root=root
+        [n.path for n in files], algorithm, workers=workers, root=root
     )
     for node, result in zip(files, results):
         if isinstance(result, AispError):
@@ -545,24 +619,38 @@ def _entries_from_nodes(
     return entries
 
 
-def scan_models(root: Path, entries: Sequence[ManifestEntry]) -> list[ManifestEntry]:
-    """Record the static-analysis verdict of every model entry (``pytest_aisp.scan.scan_artifact``)."""
-    from pytest_aisp.scan import scan_artifact
+def scan_models(root: Path, entries: Sequence[ManifestEntry], policy: Any = None) -> list[ManifestEntry]:
+    """Record the static-analysis verdict of every model entry under ``policy`` (default: the
+    configured ``[tool.aisp.scan]``, as ``aisp scan`` applies it)."""
+    from pytest_aisp.supply.settings import resolve_scan_policy
 
-    scanned = []
-    for entry in entries:
-        if entry.kind != "model" or entry.type != "file":
-            scanned.append(entry)
-            continue
-        result = scan_artifact(root / entry.path)
-        verdict = {
-            "ok": bool(result.ok),
-            "findings": sorted({f.rule_id for f in result.findings}),
-            "max_severity": max((f.severity for f in result.findings), default=None),
-        }
-        verdict["max_severity"] = verdict["max_severity"].value if verdict["max_severity"] else None
-        scanned.append(replace(entry, scan=verdict))
-    return scanned
+    the_policy = resolve_scan_policy(policy)
+    return [
+        replace(entry, scan=scan_verdict(root / entry.path, the_policy))
+        if entry.kind == "model" and entry.type == "file"
+        else entry
+        for entry in entries
+    ]
+
+
+def scan_verdict(path: Path, policy: Any) -> dict[str, Any]:
+    """The scan verdict a manifest records for one model: ok, the rule ids found, the worst severity,
+    and the fingerprint and source of the policy it was judged under."""
+    from pytest_aisp.recorder import recording
+    from pytest_aisp.scan import scan_artifact
+    from pytest_aisp.supply.settings import policy_fingerprint
+
+    # The scan's own findings stay out of the running test: the manifest check reports the verdict.
+    with recording("aisp-supply-scan"):
+        result = scan_artifact(path, policy=policy)
+    worst = max((f.severity for f in result.findings), default=None)
+    return {
+        "ok": bool(result.ok),
+        "findings": sorted({f.rule_id for f in result.findings}),
+        "max_severity": worst.value if worst else None,
+        "policy": policy_fingerprint(policy),
+        "policy_source": str(policy.source),
+    }
 
 
 def dumps_manifest(manifest: Manifest) -> str:
@@ -571,11 +659,51 @@ def dumps_manifest(manifest: Manifest) -> str:
 
 
 def save_manifest(manifest: Manifest, path: Path | str) -> Path:
-    """Write ``manifest`` to ``path`` (atomically: a reader never sees half a manifest)."""
+    """Write ``manifest`` to ``path`` (atomically: a reader never sees half a manifest).
+
+    ``root`` is recorded relative to ``path``, so a manifest made with ``create_manifest(dir)`` and
+    saved anywhere still finds ``dir``. When the manifest file (or its signature) lies inside the
+    root, its own entry is left out, as ``aisp manifest create`` does.
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps_manifest(manifest), encoding="utf-8")
-    os.replace(tmp, path)
+    if manifest.root_path is not None:
+        own = {p.lstrip("/") for p in _own_files(manifest.root_path, path)}
+        entries = tuple(e for e in manifest.entries if e.path not in own)
+        manifest = replace(
+            manifest,
+            root=relative_root(manifest.root_path, path),
+            entries=entries,
+            root_digest=compute_root_digest(entries, manifest.algorithm),
+        )
+    return write_atomic(path, dumps_manifest(manifest).encode("utf-8"))
+
+
+def write_atomic(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a new temporary file beside it, renamed over ``path``.
+
+    A reader never sees half a file; a failed write leaves neither a partial file nor the temporary
+    one, and raises ``AispError`` saying what to fix. The temporary file is created exclusively
+    (never through a link planted at its name).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AispError(f"{path} is a directory; give a file path to write")
+    if not path.parent.is_dir():
+        raise AispError(f"cannot write {path}: directory {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        raise AispError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise AispError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
     return path
 
 
@@ -595,9 +723,10 @@ def load_manifest(path: Path | str) -> Manifest:
     except json.JSONDecodeError as exc:
         raise ManifestError(f"manifest {path} is not JSON: {exc}") from None
     try:
-        return manifest_from_dict(data)
+        manifest = manifest_from_dict(data)
     except ManifestError as exc:
         raise ManifestError(f"manifest {path} is malformed: {exc}") from None
+    return replace(manifest, root_path=default_root(path, manifest).resolve())
 
 
 def manifest_from_dict(data: Any) -> Manifest:

@@ -24,6 +24,7 @@ from pytest_aisp.supply.manifest import (
     check_entry_path,
     classify,
     compute_root_digest,
+    default_root,
     load_manifest,
 )
 from pytest_aisp.supply.signing import RULE_SIGNATURE
@@ -31,6 +32,7 @@ from pytest_aisp.supply.signing import RULE_SIGNATURE
 # What ``model_signing`` leaves out of a model by default (its --ignore-git-paths).
 GIT_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
 _ALGORITHMS = {"sha256": "sha256", "blake3": "blake3"}
+BUNDLE_NAME = "model.sig"  # where `aisp manifest sign --format model-signing` writes by default
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,10 @@ def sign_model_signing(
     from model_signing._signing import sign_ec_key
     from model_signing._signing import signing as ms_signing
 
-    from pytest_aisp.supply.verify import default_root
-
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
     root_path = Path(root) if root else default_root(manifest_path, manifest)
-    out = Path(output) if output else root_path / "model.sig"
+    out = Path(output) if output else root_path / BUNDLE_NAME
     if any(e.type != "file" for e in manifest.entries):
         raise AispError(
             "model-signing key bundles cannot record symbolic links; recreate the manifest "
@@ -194,3 +194,19 @@ def _to_manifest(their_manifest: Any, bundle_path: Path) -> tuple[Manifest, tupl
         source="model-signing",
     )
     return manifest, tuple(ignores)
+
+
+def is_model_signing_bundle(path: Path) -> bool:
+    """Whether ``path`` is a Sigstore bundle (what model-signing writes), judged by its media type."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    if b"mediaType" not in head or b"sigstore" not in head:
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "sigstore.bundle" in str(data.get("mediaType", ""))

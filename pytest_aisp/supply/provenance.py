@@ -29,7 +29,9 @@ from pytest_aisp.supply.manifest import (
     builder_identity,
     check_entry_path,
     walk,
+    write_atomic,
 )
+from pytest_aisp.supply.settings import missing_key_message, supply_settings
 from pytest_aisp.supply.signing import RULE_SIGNATURE, dsse_sign, dsse_verify
 
 RULE_PROVENANCE = "AISP-SUPPLY-PROVENANCE"
@@ -64,6 +66,11 @@ class ProvenanceResult:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the statement's DSSE signature verified with the trusted public key."""
+        return self.signature == "valid"
 
 
 def _now() -> str:
@@ -184,12 +191,9 @@ def record_provenance(
     after = collect(products, root_path, "product", algorithm)
     statement = build_statement(command, before, after, algorithm, started, finished)
     payload = json.dumps(statement, indent=2, sort_keys=True).encode()
-    out = Path(output)
     if key is not None:
-        out.write_text(json.dumps(dsse_sign(PAYLOAD_TYPE, payload, key), indent=2) + "\n", encoding="utf-8")
-    else:
-        out.write_bytes(payload + b"\n")
-    return out
+        return write_atomic(output, (json.dumps(dsse_sign(PAYLOAD_TYPE, payload, key), indent=2) + "\n").encode())
+    return write_atomic(output, payload + b"\n")
 
 
 def _descriptors(items: Any, role: str) -> list[Descriptor]:
@@ -233,8 +237,11 @@ def load_statement(path: Path, pubkey: str | Path | None) -> tuple[dict[str, Any
                         str(path),
                     )
                 )
-        else:
-            payload = base64.b64decode(data.get("payload", ""))
+        else:  # allow_unsigned without a key: read, not authenticated
+            try:
+                payload = base64.b64decode(str(data.get("payload", "")), validate=True)
+            except ValueError as exc:
+                raise ManifestError(f"{path}: the DSSE payload is not base64: {exc}") from None
         try:
             data = json.loads(payload)
         except ValueError as exc:
@@ -258,21 +265,55 @@ def load_statement(path: Path, pubkey: str | Path | None) -> tuple[dict[str, Any
 
 
 def verify_provenance(
-    statement: str | Path, *, root: str | Path = ".", pubkey: str | Path | None = None
+    statement: str | Path,
+    *,
+    root: str | Path = ".",
+    pubkey: str | Path | None = None,
+    allow_unsigned: bool | None = None,
+    products: Sequence[str | Path] = (),
 ) -> ProvenanceResult:
-    """Check products (subjects) and materials (resolvedDependencies) against the files under ``root``."""
+    """Check the statement's signature, then products (subjects) and materials (resolvedDependencies)
+    against the files under ``root``.
+
+    ``pubkey`` defaults to ``AISP_PUBKEY`` / ``[tool.aisp.supply] pubkey``; without a key this raises
+    ``AispError`` unless ``allow_unsigned`` (default ``[tool.aisp.supply] allow_unsigned``). A
+    statement with no subject vouches for nothing and is a finding; so is each of ``products`` (paths
+    under ``root``) that is not one of its subjects: a statement about another build.
+    """
     path = Path(statement)
+    configured = supply_settings()
+    pubkey = pubkey if pubkey is not None else configured.pubkey
+    allow_unsigned = configured.allow_unsigned if allow_unsigned is None else allow_unsigned
+    if pubkey is None and not allow_unsigned:
+        raise AispError(missing_key_message(f"provenance {path}"))
     data, state, findings = load_statement(path, pubkey)
-    try:
-        subjects = _descriptors(data.get("subject"), "product")
-        deps = data["predicate"]["buildDefinition"].get("resolvedDependencies", [])
-        materials = _descriptors(deps, "material")
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ManifestError(f"{path}: the SLSA predicate lacks buildDefinition ({exc})") from None
-    except ManifestError as exc:
-        raise ManifestError(f"{path}: {exc}") from None
+    subjects, materials = statement_descriptors(data, path)
     root_path = Path(root)
     started = time.perf_counter()
+    if not subjects:
+        findings.append(
+            Finding(
+                RULE_PROVENANCE,
+                Severity.CRITICAL,
+                "the provenance statement names no subject: it vouches for no product",
+                str(path),
+                {"subjects": 0},
+            )
+        )
+    subject_names = {d.name for d in subjects}
+    for product in products:
+        name = _relative(product, root_path) if Path(product).is_absolute() else Path(product).as_posix()
+        if name not in subject_names:
+            findings.append(
+                Finding(
+                    RULE_PROVENANCE,
+                    Severity.CRITICAL,
+                    f"product {name} is not a subject of {path} (it records "
+                    f"{', '.join(sorted(subject_names)) or 'no subject'}): provenance of another build",
+                    str(root_path / name),
+                    {"role": "product", "expected_subject": name},
+                )
+            )
     for descriptor in (*subjects, *materials):
         findings.extend(_check(descriptor, root_path))
     findings_tuple = tuple(findings)
@@ -285,6 +326,19 @@ def verify_provenance(
         state,
         {"provenance_seconds": time.perf_counter() - started},
     )
+
+
+def statement_descriptors(data: Mapping[str, Any], path: Path) -> tuple[list[Descriptor], list[Descriptor]]:
+    """The subjects (products) and resolved dependencies (materials) of a loaded statement."""
+    try:
+        subjects = _descriptors(data.get("subject"), "product")
+        deps = data["predicate"]["buildDefinition"].get("resolvedDependencies", [])
+        materials = _descriptors(deps, "material")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ManifestError(f"{path}: the SLSA predicate lacks buildDefinition ({exc})") from None
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+    return subjects, materials
 
 
 def _check(d: Descriptor, root: Path) -> list[Finding]:
@@ -360,13 +414,18 @@ def assert_provenance_intact(
     *,
     root: str | Path = ".",
     pubkey: str | Path | None = None,
+    allow_unsigned: bool | None = None,
+    products: Sequence[str | Path] = (),
     fail_on: Severity | str | None = None,
 ) -> ProvenanceResult:
-    """Fail the test when products or materials differ from the provenance statement."""
+    """Fail the test when the statement's signature does not verify, it names no subject (or not
+    ``products``), or products or materials differ from it. Arguments as :func:`verify_provenance`."""
     __tracebackhide__ = True
     from pytest_aisp.verdict import enforce
 
-    result = verify_provenance(statement, root=root, pubkey=pubkey)
+    result = verify_provenance(
+        statement, root=root, pubkey=pubkey, allow_unsigned=allow_unsigned, products=products
+    )
     enforce(
         result.findings,
         IntegrityFailure,

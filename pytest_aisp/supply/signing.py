@@ -10,13 +10,14 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_aisp.findings import AispError, Finding, Severity
-from pytest_aisp.supply.manifest import SIGNATURE_SUFFIX, load_manifest
+from pytest_aisp.supply.manifest import SIGNATURE_SUFFIX, load_manifest, write_atomic
 
 SIGNATURE_FORMAT = "aisp-signature"
 RULE_SIGNATURE = "AISP-SUPPLY-SIGNATURE"
@@ -122,29 +123,83 @@ def verify_bytes(public_key: Any, data: bytes, signature: bytes) -> bool:
 
 
 def generate_keypair(
-    private_path: Path | str, public_path: Path | str, kind: str = ED25519
+    private_path: Path | str,
+    public_path: Path | str,
+    kind: str = ED25519,
+    *,
+    force: bool = False,
 ) -> tuple[Path, Path]:
-    """Write a new unencrypted key pair (private key mode 0600). For tests and first setups:
-    production keys belong in a KMS or the CI secret store."""
+    """Write a new unencrypted key pair: the private key (mode 0600) and its public key, both PEM.
+
+    For tests and first setups: production keys belong in a KMS or the CI secret store. Existing
+    files are never overwritten unless ``force``: losing a release key is not undoable. The two
+    paths must differ.
+    """
     serialization = _crypto()
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
     if kind not in KEY_TYPES:
         raise AispError(f"key type {kind!r}: use one of {', '.join(KEY_TYPES)}")
-    key = ed25519.Ed25519PrivateKey.generate() if kind == ED25519 else ec.generate_private_key(ec.SECP256R1())
     private_path, public_path = Path(private_path), Path(public_path)
-    pem = key.private_bytes(
+    if _same_file(private_path, public_path):
+        raise AispError(
+            f"the private and the public key would both be written to {private_path}; give two paths"
+        )
+    if not force:
+        existing = [str(p) for p in (private_path, public_path) if os.path.lexists(p)]
+        if existing:
+            raise AispError(
+                f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+                "refusing to overwrite a key (remove it first, or pass --force / force=True)"
+            )
+    for path in (private_path, public_path):
+        if path.is_dir():
+            raise AispError(f"{path} is a directory; give a file path for the key")
+        if not path.parent.is_dir():
+            raise AispError(f"cannot write {path}: directory {path.parent} does not exist")
+    key = ed25519.Ed25519PrivateKey.generate() if kind == ED25519 else ec.generate_private_key(ec.SECP256R1())
+    private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    public_path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    _write_new(private_path, private_pem, 0o600, replace=force)
+    _write_new(public_path, public_pem, 0o644, replace=force)
     return private_path, public_path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links to one file
+    except OSError:
+        return False
+
+
+def _write_new(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
+    """Create ``path`` with ``mode`` (exclusively, never through a link); with ``replace``, write a
+    new file beside it and rename it over the old one, so the old file's mode is not inherited."""
+    target = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp") if replace else path
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(target, flags, mode)
+    except FileExistsError:
+        raise AispError(f"{path} already exists; refusing to overwrite a key (pass --force)") from None
+    except OSError as exc:
+        raise AispError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        if replace:
+            os.replace(target, path)
+    except BaseException as exc:
+        if replace:
+            target.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise AispError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
 
 
 # --- manifest signatures ----------------------------------------------------------------------
@@ -176,8 +231,7 @@ def sign_manifest(
         "signature": base64.b64encode(sign_bytes(key, data)).decode(),
     }
     out = Path(output) if output else signature_path_for(manifest_path)
-    out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    return out
+    return write_atomic(out, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
 def check_manifest_signature(

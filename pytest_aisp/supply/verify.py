@@ -7,7 +7,6 @@ entry's, to tell a rename or a swap from plain tampering.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -24,12 +23,15 @@ from pytest_aisp.supply.manifest import (
     ManifestEntry,
     Node,
     _own_files,
+    default_root,
     link_stays_inside,
     load_manifest,
+    scan_verdict,
     walk,
 )
+from pytest_aisp.supply.modelsig import BUNDLE_NAME, is_model_signing_bundle, read_bundle
+from pytest_aisp.supply.settings import missing_key_message, policy_fingerprint, resolve_scan_policy, supply_settings
 
-MODEL_SIGNING_BUNDLE = "model.sig"
 RULE_MODIFIED = "AISP-SUPPLY-MODIFIED"
 RULE_MISSING = "AISP-SUPPLY-MISSING"
 RULE_ADDED = "AISP-SUPPLY-ADDED"
@@ -52,7 +54,7 @@ SEVERITIES: Mapping[str, Severity] = {
 class Change:
     """One difference between the manifest and the directory, as the verify table shows it."""
 
-    change: str  # modified | missing | added | renamed | swapped | type-changed | symlink | scan
+    change: str  # modified | missing | added | renamed | swapped | type-changed | symlink
     path: str
     detail: str
     rule_id: str
@@ -60,9 +62,17 @@ class Change:
     actual: Mapping[str, Any] = field(default_factory=dict)
 
 
+NOT_AUTHENTICATED = "integrity not authenticated: no signature was checked"
+
+
 @dataclass(frozen=True)
 class IntegrityResult:
-    """What verifying a manifest found. ``ok`` when nothing changed and every signature checked."""
+    """What verifying a manifest found.
+
+    ``ok`` when nothing changed and no signature finding was made. ``authenticated`` only when the
+    manifest's signature verified with the trusted key; a result made with ``allow_unsigned`` and no
+    key has ``ok`` without ``authenticated``: the digests matched a manifest anyone could have written.
+    """
 
     manifest_path: Path
     root: Path
@@ -76,14 +86,25 @@ class IntegrityResult:
     def ok(self) -> bool:
         return not self.findings
 
+    @property
+    def authenticated(self) -> bool:
+        """Whether the manifest's signature verified with the trusted public key."""
+        return self.signature == "valid"
+
     def summary(self) -> str:
         counts: dict[str, int] = {}
         for change in self.changes:
             counts[change.change] = counts.get(change.change, 0) + 1
         parts = [f"{n} {name}" for name, n in sorted(counts.items())]
+        unsafe = sum(1 for f in self.findings if f.rule_id == RULE_SCAN)
+        if unsafe:
+            parts.append(f"{unsafe} unsafe model{'s' if unsafe > 1 else ''}")
         if self.signature == "invalid":
             parts.append("signature invalid")
-        return ", ".join(parts) if parts else "intact"
+        text = ", ".join(parts) if parts else "intact"
+        if self.signature == "not checked":
+            text += f" ({NOT_AUTHENTICATED})"
+        return text
 
 
 def _location(root_display: str, path: str) -> str:
@@ -101,10 +122,6 @@ def _finding(change: Change, root_display: str) -> Finding:
         _location(root_display, change.path),
         evidence,
     )
-
-
-def default_root(manifest_path: Path, manifest: Manifest) -> Path:
-    return (manifest_path.parent / manifest.root) if manifest.root != "." else manifest_path.parent
 
 
 def compare(
@@ -162,7 +179,6 @@ def compare(
         [n.path for n in hash_nodes],
         algorithm,
         workers=workers,
-        sizes=[n.size for n in hash_nodes],
         root=root,
     )
     seconds = time.perf_counter() - started
@@ -294,19 +310,6 @@ def compare(
             )
         )
 
-    for entry in manifest.entries:
-        if entry.scan is not None and not entry.scan.get("ok", True):
-            changes.append(
-                Change(
-                    "scan",
-                    entry.path,
-                    f"{entry.path} was recorded unsafe by the static scan "
-                    f"when the manifest was made ({', '.join(entry.scan.get('findings', []))})",
-                    RULE_SCAN,
-                    {"scan": dict(entry.scan)},
-                )
-            )
-
     changes.sort(key=lambda c: (c.path, c.change))
     metrics = {
         "files_checked": float(len(expected)),
@@ -364,29 +367,44 @@ def verify_manifest(
     *,
     pubkey: Path | str | None = None,
     signature: Path | str | None = None,
-    require_signature: bool = False,
+    allow_unsigned: bool | None = None,
     allow_symlinks: bool | None = None,
+    scan_policy: Any = None,
     workers: int | None = None,
 ) -> IntegrityResult:
-    """Verify the directory ``root`` (default: the manifest's recorded root) against the manifest.
+    """Verify the directory ``root`` (default: the manifest's recorded root) against the manifest,
+    and the manifest's signature with the trusted public key.
 
-    ``path`` may be an aisp manifest or an OpenSSF model-signing bundle (which needs ``pubkey``).
-    With ``pubkey`` the signature is checked too; ``require_signature`` without a key is an error.
+    ``path`` may be an aisp manifest or an OpenSSF model-signing bundle; it defaults to the
+    configured manifest (``--aisp-manifest``, ``[tool.aisp] manifest``, ``AISP_MANIFEST``, else
+    ``aisp-manifest.json`` at the project root), verified under ``[tool.aisp.supply] root``.
+    ``pubkey`` defaults to ``AISP_PUBKEY`` / ``[tool.aisp.supply] pubkey``. A signature is required:
+    without a key this raises ``AispError``, unless ``allow_unsigned`` (default
+    ``[tool.aisp.supply] allow_unsigned``, false) says to compare digests only; such a result is
+    not ``authenticated``. A missing, foreign or broken signature is a finding.
+
+    Models the manifest recorded a scan verdict for are judged under ``scan_policy`` (default: the
+    configured ``[tool.aisp.scan]``): the recorded verdict stands when it was made under the same
+    policy; otherwise the (intact) model is scanned again. An unsafe model is an
+    ``AISP-SUPPLY-SCAN`` finding, not a change.
     Never raises on a finding; raises ``AispError`` (``ManifestError``) when nothing could be checked.
     """
-    manifest_path = Path(path) if path is not None else Path(DEFAULT_NAME)
+    configured = supply_settings()
+    if path is None:
+        path = configured.manifest
+        root = root if root is not None else configured.root
+    pubkey = pubkey if pubkey is not None else configured.pubkey
+    allow_unsigned = configured.allow_unsigned if allow_unsigned is None else allow_unsigned
+    allow_symlinks = configured.allow_symlinks if allow_symlinks is None else allow_symlinks
+    manifest_path = Path(path)
     if manifest_path.is_dir():
         manifest_path = manifest_path / DEFAULT_NAME
-    if require_signature and pubkey is None:
-        raise AispError(
-            "a signed manifest is required but no public key was given (--pubkey, [tool.aisp.supply] pubkey)"
-        )
+    if pubkey is None and not allow_unsigned:
+        raise AispError(missing_key_message(f"manifest {manifest_path}"))
     extra_ignores: tuple[str, ...] = ()
     signature_findings: list[Finding] = []
     signature_state = "not checked"
-    if _is_model_signing_bundle(manifest_path):
-        from pytest_aisp.supply.modelsig import read_bundle
-
+    if is_model_signing_bundle(manifest_path):
         if pubkey is None:
             raise AispError(
                 f"{manifest_path} is a model-signing bundle: pass --pubkey to check its signature"
@@ -408,9 +426,9 @@ def verify_manifest(
             if check.finding is not None:
                 signature_findings.append(check.finding)
     own = _own_files(root_path, manifest_path)
-    if manifest.source != "model-signing" and _is_model_signing_bundle(root_path / MODEL_SIGNING_BUNDLE):
+    if manifest.source != "model-signing" and is_model_signing_bundle(root_path / BUNDLE_NAME):
         # `aisp manifest sign --format model-signing` writes its bundle here, after the manifest.
-        own = (*own, "/" + MODEL_SIGNING_BUNDLE)
+        own = (*own, "/" + BUNDLE_NAME)
     started = time.perf_counter()
     changes, metrics = compare(
         manifest,
@@ -421,28 +439,49 @@ def verify_manifest(
     )
     metrics["verify_seconds"] = time.perf_counter() - started
     root_display = os.path.relpath(root_path) if not Path(root_path).is_absolute() else str(root_path)
-    findings = tuple(signature_findings + [_finding(c, root_display) for c in changes])
+    unsafe = _unsafe_models(manifest, root_path, changes, scan_policy, root_display)
+    findings = tuple(signature_findings + [_finding(c, root_display) for c in changes] + unsafe)
     result = IntegrityResult(
         manifest_path, root_path, manifest, tuple(changes), findings, metrics, signature_state
     )
     record_findings(result.findings)
     record_metric("supply_files_checked", metrics["files_checked"])
+    record_metric("supply_authenticated", 1.0 if result.authenticated else 0.0)
     return result
 
 
-def _is_model_signing_bundle(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
-    if b"mediaType" not in head or b"sigstore" not in head:
-        return False
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "sigstore.bundle" in str(data.get("mediaType", ""))
+def _unsafe_models(
+    manifest: Manifest, root: Path, changes: Sequence[Change], policy: Any, root_display: str
+) -> list[Finding]:
+    """``AISP-SUPPLY-SCAN`` findings for the intact models that are unsafe under the scan policy."""
+    recorded = [e for e in manifest.entries if e.scan is not None]
+    if not recorded:
+        return []
+    the_policy = resolve_scan_policy(policy)
+    fingerprint = policy_fingerprint(the_policy)
+    changed = {c.path for c in changes} | {str(c.expected.get("path")) for c in changes}
+    findings = []
+    for entry in recorded:
+        if entry.path in changed:
+            continue  # reported as a change: its recorded verdict is about other bytes
+        verdict: Mapping[str, Any] = entry.scan or {}
+        when = "when the manifest was made"
+        if verdict.get("policy") != fingerprint:
+            verdict = scan_verdict(root / entry.path, the_policy)
+            when = f"under the configured scan policy ({the_policy.source})"
+        if verdict.get("ok") is True:
+            continue
+        rules = ", ".join(verdict.get("findings") or []) or "no verdict recorded"
+        findings.append(
+            Finding(
+                RULE_SCAN,
+                SEVERITIES[RULE_SCAN],
+                f"{entry.path} is unsafe by the static scan {when} ({rules})",
+                _location(root_display, entry.path),
+                {"path": entry.path, "scan": dict(verdict)},
+            )
+        )
+    return findings
 
 
 def assert_manifest_intact(
@@ -450,11 +489,14 @@ def assert_manifest_intact(
     root: Path | str | None = None,
     *,
     pubkey: Path | str | None = None,
+    allow_unsigned: bool | None = None,
     fail_on: Severity | str | None = None,
 ) -> IntegrityResult:
-    """Fail the test (``IntegrityFailure``) when the artifacts differ from their manifest.
+    """Fail the test (``IntegrityFailure``) when the artifacts differ from their manifest or its
+    signature does not verify with the trusted key.
 
-    Takes the ``artifact_manifest`` fixture's result (verified once per session) or a manifest path.
+    Takes the ``artifact_manifest`` fixture's result (verified once per session) or a manifest path,
+    verified as :func:`verify_manifest` does: a signature is required unless ``allow_unsigned``.
     """
     __tracebackhide__ = True
     from pytest_aisp.verdict import enforce
@@ -463,7 +505,7 @@ def assert_manifest_intact(
         result = artifact_manifest
         record_findings(result.findings)
     else:
-        result = verify_manifest(artifact_manifest, root, pubkey=pubkey)
+        result = verify_manifest(artifact_manifest, root, pubkey=pubkey, allow_unsigned=allow_unsigned)
     first = (
         result.changes[0].detail
         if result.changes
@@ -481,17 +523,17 @@ def assert_manifest_intact(
 
 
 def manifest_from_settings(settings: Any) -> IntegrityResult:
-    """The ``artifact_manifest`` fixture: verify ``--aisp-manifest`` (or ``aisp-manifest.json`` at the
-    rootdir) once per session, with ``[tool.aisp.supply]`` ``root``, ``pubkey``, ``require_signature``
-    and ``allow_symlinks``."""
-    section = settings.section("supply")
-    path = settings.resolve(settings.manifest) if settings.manifest else settings.rootdir / DEFAULT_NAME
-    root = section.get("root")
-    pubkey = section.get("pubkey") or os.environ.get("AISP_PUBKEY") or None
+    """The ``artifact_manifest`` fixture: verify the configured manifest (``--aisp-manifest``, or
+    ``aisp-manifest.json`` at the rootdir) once per session with ``[tool.aisp.supply]`` ``root``,
+    ``allow_symlinks`` and the release key (``AISP_PUBKEY`` / ``pubkey``). Without a key it raises
+    ``AispError`` (the tests error), unless ``allow_unsigned = true`` is set."""
+    configured = supply_settings(settings)
+    if configured.pubkey is None and not configured.allow_unsigned:
+        raise AispError(missing_key_message(f"artifact_manifest ({configured.manifest})"))
     return verify_manifest(
-        path,
-        settings.resolve(Path(root)) if root else None,
-        pubkey=settings.resolve(Path(pubkey)) if pubkey else None,
-        require_signature=bool(section.get("require_signature", False)),
-        allow_symlinks=section.get("allow_symlinks"),
+        configured.manifest,
+        configured.root,
+        pubkey=configured.pubkey,
+        allow_unsigned=configured.allow_unsigned,
+        allow_symlinks=configured.allow_symlinks,
     )

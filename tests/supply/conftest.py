@@ -64,3 +64,13 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
     ]:
         pairs[name] = generate_keypair(directory / f"{name}.pem", directory / f"{name}.pub.pem", kind)
     return pairs
+
+
+@pytest.fixture(autouse=True)
+def _session_settings_restored():
+    """CLI calls install their project's settings as the current ones; put the session's back after."""
+    from pytest_aisp.config import current_settings, set_current_settings
+
+    saved = current_settings()
+    yield
+    set_current_settings(saved)

@@ -232,3 +232,65 @@ def test_anchored_patterns_match_only_at_the_root() -> None:
     assert not matches("model/aisp-manifest.json", "/aisp-manifest.json")
     assert matches(".git", "/.git/", is_dir=True) and not matches("sub/.git", "/.git/", is_dir=True)
     assert matches("a/b", "/a/*") and not matches("x/a/b", "/a/*")
+
+
+def test_manifest_saved_elsewhere_records_where_its_root_is(project: Path, tmp_path: Path) -> None:
+    """create_manifest(dir) then save_manifest anywhere: the root is recorded relative to the file."""
+    from pytest_aisp.supply.verify import verify_manifest
+
+    elsewhere = tmp_path / "build" / "release.json"
+    elsewhere.parent.mkdir()
+    save_manifest(create_manifest(project), elsewhere)
+    assert json.loads(elsewhere.read_text())["root"] == "../project"
+    result = verify_manifest(elsewhere, allow_unsigned=True)
+    assert result.ok and result.changes == () and result.root.resolve() == project.resolve()
+    # Saved inside the root without manifest_path: its own file is left out, as the CLI does.
+    inside = project / "aisp-manifest.json"
+    save_manifest(create_manifest(project), inside)
+    save_manifest(create_manifest(project), inside)  # a second run must not record the first manifest
+    assert "aisp-manifest.json" not in load_manifest(inside).by_path()
+    assert verify_manifest(inside, allow_unsigned=True).ok
+    # A loaded manifest saved elsewhere keeps pointing at the same directory.
+    moved = tmp_path / "moved.json"
+    save_manifest(load_manifest(elsewhere), moved)
+    assert json.loads(moved.read_text())["root"] == "project"
+
+
+def test_a_failed_save_leaves_no_temporary_file(project: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(AispError, match="is a directory"):
+        save_manifest(create_manifest(project), out)
+    with pytest.raises(AispError, match="does not exist"):
+        save_manifest(create_manifest(project), tmp_path / "missing" / "m.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["out", "project"]
+    assert list(out.iterdir()) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    path=st.lists(st.sampled_from(["a", "b", "data", "logs", ".git", "x.pt", "m.csv", "__pycache__"]),
+                  min_size=1, max_size=4).map("/".join),
+    patterns=st.lists(
+        st.sampled_from(
+            ["*.pt", "logs/", "/logs/", "/a/*", "data/**/*.csv", "**/x.pt", "a/b", "/.git/", ".git/", "b",
+             "*", "/m.csv", "data/*", "**/logs/"]
+        ),
+        max_size=5,
+    ),
+    is_dir=st.booleans(),
+)
+def test_compiled_ignore_matcher_agrees_with_matches(path: str, patterns: list[str], is_dir: bool) -> None:
+    from pytest_aisp.supply.manifest import ignore_matcher
+
+    expected = any(matches(path, p, is_dir=is_dir) for p in patterns)
+    assert ignore_matcher(tuple(patterns))(path, is_dir) == expected
+
+
+@pytest.mark.parametrize("name", ["a.pt", ".bashrc", "a.", "a.tar.gz", "..x", "noext", "x.PT", "a.b.c"])
+def test_suffix_is_classified_as_pathlib_would(name: str) -> None:
+    from pathlib import PurePosixPath
+
+    from pytest_aisp.supply.manifest import MODEL_SUFFIXES
+
+    assert (classify(name) == "model") == (PurePosixPath(name.lower()).suffix in MODEL_SUFFIXES)

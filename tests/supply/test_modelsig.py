@@ -12,6 +12,7 @@ import pytest
 from pytest_aisp.findings import AispError
 from pytest_aisp.supply.manifest import create_manifest, save_manifest
 from pytest_aisp.supply.modelsig import sign_model_signing
+from pytest_aisp.supply.signing import sign_manifest
 from pytest_aisp.supply.verify import verify_manifest
 
 model_signing = pytest.importorskip("model_signing", reason="pip install 'pytest-aisp[sign]'")
@@ -120,9 +121,11 @@ def test_aisp_manifest_still_verifies_after_a_bundle_is_written_into_the_root(mo
     manifest = model_dir / "aisp-manifest.json"
     save_manifest(create_manifest(model_dir, manifest_path=manifest), manifest)
     sign_model_signing(manifest, keys["ecdsa"][0])
+    sign_manifest(manifest, keys["ecdsa"][0])
     assert (model_dir / "model.sig").is_file()
-    assert verify_manifest(manifest).ok
+    assert verify_manifest(manifest, pubkey=keys["ecdsa"][1]).ok
     assert verify_manifest(model_dir / "model.sig", pubkey=keys["ecdsa"][1]).ok
     (model_dir / "sub").mkdir()
     (model_dir / "sub" / "aisp-manifest.json").write_text("{}")  # the name is ignored only at the root
-    assert [c.path for c in verify_manifest(manifest).changes] == ["sub/aisp-manifest.json"]
+    changes = verify_manifest(manifest, pubkey=keys["ecdsa"][1]).changes
+    assert [c.path for c in changes] == ["sub/aisp-manifest.json"]

@@ -92,7 +92,7 @@ def test_tampering_is_always_detected(ops: list[tuple]) -> None:
             for p in root.rglob("*")
             if p.is_file() or p.is_symlink()
         }
-        result = verify_manifest(manifest, root)
+        result = verify_manifest(manifest, root, allow_unsigned=True)  # digests are what is tested
         assert result.ok == (before == after), (ops, [c.detail for c in result.changes])
     finally:
         shutil.rmtree(root)

@@ -22,9 +22,16 @@ TRAIN = [sys.executable, "train.py"]
 
 
 @pytest.fixture
-def trained(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def trained(project: Path, keys, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project as the working directory, with the release public key trusted (AISP_PUBKEY)."""
     monkeypatch.chdir(project)
+    monkeypatch.setenv("AISP_PUBKEY", str(keys["ed25519"][1]))
     return project
+
+
+@pytest.fixture
+def release_key(keys) -> Path:
+    return keys["ed25519"][0]
 
 
 def _record(key: Path | None = None, output: str = "provenance.json") -> Path:
@@ -37,8 +44,9 @@ def _record(key: Path | None = None, output: str = "provenance.json") -> Path:
     )
 
 
-def test_statement_is_in_toto_v1_with_slsa_v1_predicate(trained: Path) -> None:
-    statement = json.loads(_record().read_text())
+def test_statement_is_in_toto_v1_with_slsa_v1_predicate(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AISP_PUBKEY")  # a configured key would make the unsigned statement a finding
+    statement = json.loads(_record().read_text())  # unsigned: the statement itself, readable
     assert statement["_type"] == STATEMENT_TYPE and statement["predicateType"] == SLSA_PREDICATE
     names = [s["name"] for s in statement["subject"]]
     assert names == ["model/config.json", "model/model.safetensors"]
@@ -47,11 +55,12 @@ def test_statement_is_in_toto_v1_with_slsa_v1_predicate(trained: Path) -> None:
     assert [d["name"] for d in build["resolvedDependencies"]] == ["data/train.csv", "train.py"]
     assert all(len(d["digest"]["sha256"]) == 64 for d in build["resolvedDependencies"])
     assert statement["predicate"]["runDetails"]["builder"]["id"].startswith("https://")
-    assert verify_provenance("provenance.json").ok
+    result = verify_provenance("provenance.json", allow_unsigned=True)
+    assert result.ok and not result.authenticated and result.signature == "not checked"
 
 
-def test_stale_provenance_after_dataset_swap(trained: Path, make_artifacts) -> None:
-    _record()
+def test_stale_provenance_after_dataset_swap(trained: Path, release_key: Path, make_artifacts) -> None:
+    _record(release_key)
     make_artifacts.write_dataset(trained / "data" / "train.csv", seed=1)  # same shape, other rows
     result = verify_provenance("provenance.json")
     (finding,) = result.findings
@@ -61,8 +70,8 @@ def test_stale_provenance_after_dataset_swap(trained: Path, make_artifacts) -> N
         assert_provenance_intact("provenance.json")
 
 
-def test_replaced_model_is_caught(trained: Path) -> None:
-    _record()
+def test_replaced_model_is_caught(trained: Path, release_key: Path) -> None:
+    _record(release_key)
     (trained / "model" / "model.safetensors").write_bytes(b"\0" * 64)
     (trained / "model" / "config.json").unlink()
     result = verify_provenance("provenance.json")
@@ -104,4 +113,45 @@ def test_traversal_in_statement_is_rejected(trained: Path) -> None:
     statement["subject"][0]["name"] = "../../etc/passwd"
     Path("evil.json").write_text(json.dumps(statement))
     with pytest.raises(ManifestError, match="leaves the root"):
-        verify_provenance("evil.json")
+        verify_provenance("evil.json", allow_unsigned=True)
+
+
+def test_a_signed_envelope_is_never_read_unchecked(trained: Path, release_key: Path, monkeypatch) -> None:
+    """Without a key the envelope used to be decoded and its signature never checked."""
+    _record(release_key)
+    monkeypatch.delenv("AISP_PUBKEY")
+    with pytest.raises(AispError, match="no public key"):
+        verify_provenance("provenance.json")
+    with pytest.raises(AispError, match="no public key"):
+        assert_provenance_intact("provenance.json")
+    result = verify_provenance("provenance.json", allow_unsigned=True)
+    assert result.ok and result.signature == "not checked" and not result.authenticated
+
+
+def test_a_statement_without_subjects_vouches_for_nothing(trained: Path, release_key: Path) -> None:
+    from pytest_aisp.supply.provenance import PAYLOAD_TYPE
+    from pytest_aisp.supply.signing import dsse_sign
+
+    statement = json.loads(_record().read_text())
+    statement["subject"] = []
+    envelope = dsse_sign(PAYLOAD_TYPE, json.dumps(statement).encode(), release_key)
+    Path("empty.json").write_text(json.dumps(envelope))
+    result = verify_provenance("empty.json")
+    assert result.authenticated
+    (finding,) = result.findings
+    assert finding.rule_id == "AISP-SUPPLY-PROVENANCE" and finding.severity is Severity.CRITICAL
+    assert "names no subject" in finding.message
+    with pytest.raises(IntegrityFailure, match="no subject"):
+        assert_provenance_intact("empty.json")
+
+
+def test_provenance_of_another_build_is_a_finding(trained: Path, release_key: Path) -> None:
+    """A validly signed statement about other products is not provenance for the model in use."""
+    record_provenance(
+        TRAIN, materials=["data"], products=["model/config.json"], output="config.json.intoto", key=release_key
+    )
+    assert verify_provenance("config.json.intoto").ok
+    result = verify_provenance("config.json.intoto", products=["model/model.safetensors"])
+    (finding,) = result.findings
+    assert "product model/model.safetensors is not a subject" in finding.message
+    assert verify_provenance("config.json.intoto", products=[trained / "model" / "config.json"]).ok

@@ -73,7 +73,7 @@ def test_missing_signature_is_a_finding_when_a_key_is_given(manifest_path: Path,
     assert [f.rule_id for f in result.findings] == ["AISP-SUPPLY-SIGNATURE"]
     assert "not signed" in result.findings[0].message
     with pytest.raises(AispError, match="no public key"):
-        verify_manifest(manifest_path, require_signature=True)
+        verify_manifest(manifest_path)
 
 
 def test_unsupported_keys_are_errors(manifest_path: Path, tmp_path: Path) -> None:
@@ -96,3 +96,38 @@ def test_unsupported_keys_are_errors(manifest_path: Path, tmp_path: Path) -> Non
 
 def test_private_key_file_is_private(keys) -> None:
     assert keys["ed25519"][0].stat().st_mode & 0o077 == 0
+
+
+def test_a_swapped_model_with_a_regenerated_manifest_never_passes(manifest_path: Path, keys) -> None:
+    """The attack: replace the model and write a fresh manifest for it. With the release key it is a
+    signature finding; without any key it is an error, never a pass."""
+    from pytest_aisp.findings import IntegrityFailure
+    from pytest_aisp.supply.verify import assert_manifest_intact
+
+    sign_manifest(manifest_path, keys["ed25519"][0])
+    project = manifest_path.parent
+    (project / "model" / "model.safetensors").write_bytes(b"substituted weights")
+    save_manifest(create_manifest(project, manifest_path=manifest_path), manifest_path)
+    with pytest.raises(IntegrityFailure, match="signature invalid"):
+        assert_manifest_intact(manifest_path, pubkey=keys["ed25519"][1])
+    with pytest.raises(AispError, match="no public key"):
+        assert_manifest_intact(manifest_path)
+    # The attacker's own key signs the new manifest: it is not the trusted one.
+    sign_manifest(manifest_path, keys["other_ed25519"][0])
+    with pytest.raises(IntegrityFailure, match="signature invalid"):
+        assert_manifest_intact(manifest_path, pubkey=keys["ed25519"][1])
+
+
+def test_allow_unsigned_compares_digests_and_says_not_authenticated(
+    manifest_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_aisp.cli import main
+
+    result = verify_manifest(manifest_path, allow_unsigned=True)
+    assert result.ok and not result.authenticated and result.signature == "not checked"
+    assert "integrity not authenticated" in result.summary()
+    assert main(["manifest", "verify", str(manifest_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no public key" in err and "--pubkey" in err and "--allow-unsigned" in err
+    assert main(["manifest", "verify", str(manifest_path), "--allow-unsigned"]) == 0
+    assert "integrity not authenticated" in capsys.readouterr().out

@@ -10,15 +10,24 @@ import pytest
 
 from pytest_aisp.findings import IntegrityFailure, Severity
 from pytest_aisp.supply.manifest import ManifestError, create_manifest, save_manifest
+from pytest_aisp.supply.signing import sign_manifest
 from pytest_aisp.supply.verify import assert_manifest_intact, verify_manifest
 
 MODEL = "model/model.safetensors"
 
 
+@pytest.fixture(autouse=True)
+def release_key(keys, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The private release key; its public key is the trusted one (AISP_PUBKEY), as in a CI job."""
+    monkeypatch.setenv("AISP_PUBKEY", str(keys["ed25519"][1]))
+    return keys["ed25519"][0]
+
+
 @pytest.fixture
-def manifest_path(project: Path) -> Path:
+def manifest_path(project: Path, release_key: Path) -> Path:
     path = project / "aisp-manifest.json"
     save_manifest(create_manifest(project, manifest_path=path), path)
+    sign_manifest(path, release_key)
     return path
 
 
@@ -29,6 +38,7 @@ def changes(result) -> list[tuple[str, str]]:
 def test_intact_project_verifies(manifest_path: Path) -> None:
     result = verify_manifest(manifest_path)
     assert result.ok and result.findings == () and result.summary() == "intact"
+    assert result.authenticated and result.signature == "valid"
     assert result.metrics["files_checked"] == 8 and result.metrics["files_hashed"] == 8
     assert assert_manifest_intact(manifest_path).ok
 
@@ -166,9 +176,10 @@ def test_traversal_manifest_cannot_make_the_verifier_read_outside(project: Path,
         verify_manifest(path)
 
 
-def test_ignored_patterns_stay_ignored(project: Path) -> None:
+def test_ignored_patterns_stay_ignored(release_key: Path, project: Path) -> None:
     path = project / "aisp-manifest.json"
     save_manifest(create_manifest(project, manifest_path=path, ignore=["logs/"]), path)
+    sign_manifest(path, release_key)
     (project / "logs").mkdir()
     (project / "logs" / "x.log").write_text("noise")
     (project / "__pycache__").mkdir()
@@ -176,10 +187,11 @@ def test_ignored_patterns_stay_ignored(project: Path) -> None:
     assert verify_manifest(path).ok
 
 
-def test_manifest_outside_root_and_explicit_root(project: Path, tmp_path: Path) -> None:
+def test_manifest_outside_root_and_explicit_root(release_key: Path, project: Path, tmp_path: Path) -> None:
     path = tmp_path / "build" / "aisp-manifest.json"
     path.parent.mkdir()
     save_manifest(create_manifest(project / "model", manifest_path=path), path)
+    sign_manifest(path, release_key)
     assert json.loads(path.read_text())["root"] == "../project/model"
     assert verify_manifest(path).ok
     assert verify_manifest(path, root=project / "model").ok
@@ -202,18 +214,20 @@ def test_added_file_below_threshold_passes_with_fail_on_critical(project: Path, 
     assert [c.change for c in result.changes] == ["added"]
 
 
-def test_blake3_manifest_verifies_and_detects(project: Path) -> None:
+def test_blake3_manifest_verifies_and_detects(release_key: Path, project: Path) -> None:
     path = project / "aisp-manifest.json"
     save_manifest(create_manifest(project, manifest_path=path, algorithm="blake3"), path)
+    sign_manifest(path, release_key)
     assert verify_manifest(path).ok
     (project / "train.py").write_text((project / "train.py").read_text().replace("0.5", "0.6"))
     assert changes(verify_manifest(path)) == [("modified", "train.py")]
 
 
-def test_allowed_symlink_retargeted_is_modified(project: Path) -> None:
+def test_allowed_symlink_retargeted_is_modified(release_key: Path, project: Path) -> None:
     (project / "model" / "current").symlink_to("model.safetensors")
     path = project / "aisp-manifest.json"
     save_manifest(create_manifest(project, manifest_path=path, allow_symlinks=True), path)
+    sign_manifest(path, release_key)
     assert verify_manifest(path).ok
     (project / "model" / "current").unlink()
     (project / "model" / "current").symlink_to("config.json")
@@ -237,14 +251,24 @@ def test_reads_never_pass_through_a_linked_directory(project: Path, tmp_path: Pa
     )
 
 
-def test_model_recorded_unsafe_by_the_scan_is_reported(project: Path) -> None:
+def test_model_recorded_unsafe_by_the_scan_is_reported(release_key: Path, project: Path) -> None:
     from dataclasses import replace
 
+    from pytest_aisp.scan import default_policy
+    from pytest_aisp.supply.settings import policy_fingerprint
+
     manifest = create_manifest(project, manifest_path=project / "aisp-manifest.json")
-    verdict = {"ok": False, "findings": ["AISP-SCAN-PICKLE-GLOBAL"], "max_severity": "critical"}
+    verdict = {
+        "ok": False,
+        "findings": ["AISP-SCAN-PICKLE-GLOBAL"],
+        "max_severity": "critical",
+        "policy": policy_fingerprint(default_policy()),  # made under the policy in force: it stands
+    }
     entries = tuple(replace(e, scan=verdict) if e.kind == "model" else e for e in manifest.entries)
     path = save_manifest(replace(manifest, entries=entries), project / "aisp-manifest.json")
+    sign_manifest(path, release_key)
     result = verify_manifest(path)
-    assert changes(result) == [("scan", MODEL)]
-    assert result.findings[0].rule_id == "AISP-SUPPLY-SCAN"
-    assert "AISP-SCAN-PICKLE-GLOBAL" in result.findings[0].message
+    assert result.changes == ()  # an unsafe model is not a change
+    (finding,) = result.findings
+    assert finding.rule_id == "AISP-SUPPLY-SCAN" and "when the manifest was made" in finding.message
+    assert "AISP-SCAN-PICKLE-GLOBAL" in finding.message and "1 unsafe model" in result.summary()
