@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Sequence
 
 from pytest_aisp import __version__
+from pytest_aisp.config import current_settings_or_none, set_current_settings
 from pytest_aisp.findings import AispError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -76,6 +77,14 @@ def _command_of(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``aisp`` command; return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    previous = current_settings_or_none()
+    try:
+        return _run(argv)
+    finally:
+        set_current_settings(previous)  # a subcommand installs its own; an embedding process keeps its settings
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -66,11 +66,11 @@ pubkey = "{keys["other_ed25519"][1]}"
     result.stdout.fnmatch_lines(["*AISP-SUPPLY-SIGNATURE*not by the given key*"])
 
 
-def test_unconfigured_fixture_skips(pytester: pytest.Pytester) -> None:
+def test_unconfigured_fixture_errors(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_supply=TEST_FILE)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
-    result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*artifact_manifest is not configured*--aisp-manifest*"])
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*artifact_manifest needs --aisp-manifest*"])
 
 
 def test_malformed_manifest_errors_the_test(pytester: pytest.Pytester, repo: Path) -> None:
