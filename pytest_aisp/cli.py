@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 
 from pytest_aisp import MODULES, __version__
-from pytest_aisp.findings import AispError
+from pytest_aisp.findings import AispError, escape_control
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AispError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"aisp: error: {exc}", file=sys.stderr)
+        print(f"aisp: error: {escape_control(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("aisp: interrupted", file=sys.stderr)
@@ -67,8 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a finding: still one line unless --debug
         if args.debug:
             traceback.print_exc()
-        print(f"aisp: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-              file=sys.stderr)
+        print(f"aisp: internal error: {type(exc).__name__}: {escape_control(str(exc))} "
+              "(rerun with --debug for details)", file=sys.stderr)
         return EXIT_ERROR
 
 

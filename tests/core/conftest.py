@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-SARIF_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "sarif-schema-2.1.0.json"
+def _shared_schema(name: str) -> Path:
+    """A schema from the shared schemas folder: ``shared/`` in the checkout or in a folder above it."""
+    here = Path(__file__).resolve()
+    for folder in here.parents[2:]:
+        candidate = folder / "shared" / "schemas" / name
+        if candidate.is_file():
+            return candidate
+    return here.parents[3] / "shared" / "schemas" / name
+
+
+SARIF_SCHEMA = _shared_schema("sarif-schema-2.1.0.json")
 
 FINDINGS_MODULE = '''
 import pytest

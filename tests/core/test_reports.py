@@ -62,7 +62,7 @@ def test_sarif_validates_against_the_schema(
     weak = by_rule["AISP-ROBUST-EVASION"]
     assert weak["level"] == "error"
     assert weak["properties"]["security-severity"] == "8.0"
-    assert weak["partialFingerprints"]["aispFinding/v1"]
+    assert weak["partialFingerprints"]["aispFinding/v2"] == weak["partialFingerprints"]["primaryLocationLineHash"]
     physical = weak["locations"][0]["physicalLocation"]
     assert physical["artifactLocation"]["uri"] == "test_models.py"
     assert physical["region"]["startLine"] == 10
@@ -139,7 +139,7 @@ def test_pic():
 def test_json_report_records_entries_and_outcomes(findings_project: pytest.Pytester) -> None:
     findings_project.runpytest("--aisp-report-dir=out")
     body = json.loads((findings_project.path / "out" / "aisp-findings.json").read_text())
-    assert body["version"] == 1
+    assert body["version"] == 2
     assert body["outcomes"]["test_models.py::test_weak"] == "failed"
     assert body["outcomes"]["test_models.py::test_clean"] == "passed"
     assert {e["finding"]["rule_id"] for e in body["entries"]} == {"AISP-ROBUST-EVASION", "AISP-ROBUST-NOTE"}
