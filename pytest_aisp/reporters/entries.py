@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,7 @@ class ReportedFinding:
     def from_dict(cls, data: Mapping[str, Any]) -> ReportedFinding:
         """An entry read back; ``ValueError`` naming the field when ``data`` is not one."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"an entry must be an object, got {type(data).__name__} {str(data)[:40]!r}")
+            raise ValueError(f"an entry must be an object, got {reprlib.repr(data)[:40]}")
         if "finding" not in data:
             raise ValueError("an entry needs a 'finding' object")
         for key in ("test", "path", "outcome", "fingerprint", "expected_reason"):

@@ -79,6 +79,9 @@ def write_text_file(path: Path, text: str, *, what: str) -> None:
     """Write ``text`` to ``path``, creating its folder; ``AispError`` naming ``what`` and the problem."""
     if path.is_dir():
         raise AispError(f"cannot write {what} to {path}: it is a directory; give a file name")
+    blocking = next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        raise AispError(f"cannot write {what} to {path}: {blocking} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
