@@ -19,6 +19,7 @@ inside an xfailed test, and never records findings of xfailed or negative tests 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,8 +162,6 @@ class Baseline:
         return BaselineMatch(entry, entry.worse(finding))
 
     def to_json(self) -> str:
-        import json
-
         body = {"version": BASELINE_VERSION, "entries": [e.to_dict() for e in self.entries]}
         return json.dumps(body, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
