@@ -226,6 +226,7 @@ def test_weak_builds_are_caught(weak_chat, family):
 
 
 @pytest.mark.aisp_llm
+@pytest.mark.aisp_negative  # a deliberately weak build: its findings are expected, not alerts
 def test_attack_success_rate_is_reported(weak_chat):
     result = probe_llm(weak_chat("injection"), probes=["injection"], attempts=2)
     assert result.attack_success_rate == 1.0
@@ -407,6 +408,8 @@ def test_dependencies_are_pinned_and_hashed(supply_project):
 # --------------------------------------------------------------------------------------------------------------
 
 # --- monitor: the deployment monitor flags attacks in recorded traffic and stays quiet otherwise ---
+# The "catches" tests are negative tests: the alerts they raise on attack traffic are expected, so
+# `aisp_negative` keeps them out of SARIF, SonarQube and the baseline.
 
 
 @pytest.mark.aisp_monitor
@@ -415,27 +418,30 @@ def test_monitor_is_quiet_on_benign_traffic(aisp_monitor, monitor_traffic):
 
 
 @pytest.mark.aisp_monitor
+@pytest.mark.aisp_negative
 def test_monitor_catches_a_flood(aisp_monitor, monitor_traffic):
     assert_alerts(replay(aisp_monitor, monitor_traffic["flood"]), detector="rate", client="flooder")
 
 
 @pytest.mark.aisp_monitor
+@pytest.mark.aisp_negative
 @pytest.mark.parametrize(
     "log, thief", [("extraction_synthetic", "thief-synthetic"), ("extraction_random", "thief-random")]
 )
-@pytest.mark.aisp_monitor
 def test_monitor_catches_model_extraction(monitor_traffic, log, thief):
     monitor = monitor_from_config({"reference": str(monitor_traffic["reference"]), "detectors": ["extraction"]})
     assert_alerts(replay(monitor, monitor_traffic[log]), detector="extraction", client=thief)
 
 
 @pytest.mark.aisp_monitor
+@pytest.mark.aisp_negative
 def test_monitor_catches_input_drift(monitor_traffic):
     monitor = monitor_from_config({"reference": str(monitor_traffic["reference"]), "detectors": ["drift"]})
     assert_alerts(replay(monitor, monitor_traffic["drifted"]), detector="drift")
 
 
 @pytest.mark.aisp_monitor
+@pytest.mark.aisp_negative
 def test_monitor_catches_prompt_attacks(monitor_traffic):
     monitor = monitor_from_config({"detectors": ["prompt"], "prompt": {"canaries": ["QZVXMARKERJW"]}})
     assert_alerts(replay(monitor, monitor_traffic["prompt_attack"]), detector="prompt", client="prompt-attacker")

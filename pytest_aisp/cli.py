@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from pytest_aisp import __version__
 from pytest_aisp.config import current_settings_or_none, set_current_settings
-from pytest_aisp.findings import AispError
+from pytest_aisp.findings import AispError, escape_control
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that closed the pipe
@@ -95,7 +95,7 @@ def _run(argv: list[str]) -> int:
     except AispError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"aisp: error: {exc}", file=sys.stderr)
+        print(f"aisp: error: {escape_control(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("aisp: interrupted", file=sys.stderr)
@@ -107,8 +107,8 @@ def _run(argv: list[str]) -> int:
     except Exception as exc:  # a bug, not a finding: still one line unless --debug
         if args.debug:
             traceback.print_exc()
-        print(f"aisp: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-              file=sys.stderr)
+        print(f"aisp: internal error: {type(exc).__name__}: {escape_control(str(exc))} "
+              "(rerun with --debug for details)", file=sys.stderr)
         return EXIT_ERROR
 
 

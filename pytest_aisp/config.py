@@ -62,16 +62,6 @@ def _url(value: str) -> str:
     return text
 
 
-MISSING_CHOICES = ("error", "skip")
-
-
-def _missing(value: str) -> str:
-    text = str(value).strip().lower()
-    if text not in MISSING_CHOICES:
-        raise ValueError(f"expected one of {', '.join(MISSING_CHOICES)}")
-    return text
-
-
 def _import_path(value: str) -> str:
     text = str(value).strip()
     module, _, attr = text.partition(":")
@@ -97,6 +87,14 @@ def _name(value: str) -> str:
     if not text:
         raise ValueError("expected a name")
     return text
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"use one of: {', '.join(allowed)}")
+        return text
+
+    return parse
 
 
 def _history(value: str) -> str:
@@ -154,7 +152,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("history", "record this run into the dashboard history (a path or sqlite:/// URL)", _history,
                "a path or sqlite:/// URL", "URL"),
     OptionSpec("missing", "what a test that needs an unconfigured aisp fixture does: error (default) or skip",
-               _missing, "error or skip", "error|skip"),
+               _choice("error", "skip"), "error or skip", "error|skip"),
+    OptionSpec("html", "write a static findings report to PATH (CSS and pictures as files beside it, no script: "
+               "Jenkins shows it under its default Content-Security-Policy)", _path, "a path", "PATH"),
+    OptionSpec("expected_findings", "how SARIF, SonarQube and GitHub annotations report expected findings "
+               "(xfailed and negative tests): omit (default) or note", _choice("omit", "note"),
+               "omit or note", "MODE"),
+    OptionSpec("junit_properties", "where the aisp.* JUnit properties go: testcase (default; Jenkins' JUnit "
+               "plugin reads them) or testsuite (valid under the strict junit-10.xsd)",
+               _choice("testcase", "testsuite"), "testcase or testsuite", "WHERE"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -181,6 +187,9 @@ class Settings:
     report_dir: Path | None = None
     history: str | None = None
     missing: str = "error"
+    html: Path | None = None
+    expected_findings: str = "omit"
+    junit_properties: str = "testcase"
     tool: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -231,7 +240,8 @@ def parse_option(spec: OptionSpec, raw: Any, source: str) -> Any:
         raise SettingError(f"{spec.flag} (from {source}) got {raw!r}: {reason}{allowed}") from None
 
 
-PATH_OPTIONS: frozenset[str] = frozenset({"model", "data", "manifest", "baseline", "sarif", "sonar", "report_dir"})
+PATH_OPTIONS: frozenset[str] = frozenset({"model", "data", "manifest", "baseline", "sarif", "sonar", "report_dir",
+                                          "html"})
 
 
 def resolve_settings(

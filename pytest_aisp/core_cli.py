@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from pytest_aisp.baseline import baseline_from_findings, load_baseline
 from pytest_aisp.findings import AispError
-from pytest_aisp.reporters.sarif import merge_sarif
-from pytest_aisp.reporters.session import JSON_REPORT_NAME, read_json_report
+from pytest_aisp.reporters.findings_json import JSON_REPORT_NAME, load_json_file, read_json_report, write_text_file
+from pytest_aisp.reporters.sarif import merge_sarif, sarif_text
 
 DEFAULT_BASELINE = Path("aisp-baseline.json")
 
@@ -39,29 +38,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def baseline_update(args: argparse.Namespace) -> int:
-    """Accept every finding of the last report into the baseline (existing reasons and expiries kept)."""
-    entries = read_json_report(args.report_dir / JSON_REPORT_NAME).entries
+    """Accept every finding of the last report into the baseline (existing reasons and expiries kept).
+
+    Expected findings (xfailed and negative tests) are never accepted: their tests must keep failing
+    for the xfail to hold, or keep catching the failure.
+    """
+    report_path = args.report_dir / JSON_REPORT_NAME
+    if args.report_dir.exists() and not args.report_dir.is_dir():
+        raise AispError(f"--report-dir {args.report_dir} is a file; give the folder that holds {JSON_REPORT_NAME}")
+    entries = read_json_report(report_path).entries
     previous = load_baseline(args.baseline) if args.baseline.exists() else None
-    pairs = [(e.nodeid or "*", e.finding) for e in entries]
+    if args.baseline.is_dir():
+        raise AispError(f"--baseline {args.baseline} is a directory; give the baseline file's name")
+    accepted = [e for e in entries if not e.is_expected]
+    pairs = [(e.nodeid or "*", e.finding) for e in accepted]
     baseline = baseline_from_findings(pairs, reason=args.reason, previous=previous)
     baseline.write(args.baseline)
-    print(f"aisp: wrote {len(baseline.entries)} accepted findings to {args.baseline}", file=sys.stderr)
+    skipped = len(entries) - len(accepted)
+    note = f"; {skipped} expected findings (xfailed or negative tests) left out" if skipped else ""
+    print(f"aisp: wrote {len(baseline.entries)} accepted findings to {args.baseline}{note}", file=sys.stderr)
     return 0
 
 
 def report_merge(args: argparse.Namespace) -> int:
     """Merge SARIF logs of CI shards into one file."""
-    documents = []
-    for path in args.inputs:
-        try:
-            documents.append(json.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            raise AispError(f"{path} does not exist") from None
-        except (OSError, ValueError) as exc:
-            raise AispError(f"{path} is not a JSON SARIF file: {exc}") from None
-    merged = merge_sarif(documents)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    if args.output.is_dir():
+        raise AispError(f"the merged SARIF file {args.output} is a directory; give a file name")
+    documents = [load_json_file(path, what="SARIF file") for path in args.inputs]
+    merged = merge_sarif(documents, names=[str(p) for p in args.inputs])
+    write_text_file(args.output, sarif_text(merged), what="the merged SARIF file")
     count = len(merged["runs"][0]["results"])
     print(f"aisp: merged {len(documents)} SARIF files ({count} results) into {args.output}", file=sys.stderr)
     return 0

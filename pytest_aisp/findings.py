@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import json
+import math
 import os
+import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,50 +80,136 @@ class Finding:
         return parts[1].lower() if len(parts) > 2 and parts[0] == "AISP" else "other"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (severity as its name)."""
+        """A JSON-ready dict (severity as its name).
+
+        Evidence nested deeper than ``MAX_EVIDENCE_DEPTH`` is cut with a marker; a metric that is
+        not a finite number (NaN, infinity) is written as the string ``"nan"``, ``"inf"`` or
+        ``"-inf"``, since JSON has no such numbers.
+        """
         return {
             "rule_id": self.rule_id,
             "severity": self.severity.value,
             "message": self.message,
             "location": self.location,
             "evidence": _jsonable(self.evidence),
-            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "metrics": {str(k): metric_to_json(v) for k, v in self.metrics.items()},
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of :meth:`to_dict`; ``ValueError`` naming the field when ``data`` is not a finding."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a finding must be an object, got {_kind(data)}")
+        for key in ("rule_id", "severity"):
+            if not isinstance(data.get(key), str):
+                raise ValueError(f"a finding needs '{key}' as a string, got {_kind(data.get(key))}")
+        for key in ("message", "location"):
+            if not isinstance(data.get(key, ""), str):
+                raise ValueError(f"a finding's '{key}' must be a string, got {_kind(data.get(key))}")
+        evidence = data.get("evidence") or {}
+        metrics = data.get("metrics") or {}
+        if not isinstance(evidence, Mapping):
+            raise ValueError(f"a finding's 'evidence' must be an object, got {_kind(evidence)}")
+        if not isinstance(metrics, Mapping):
+            raise ValueError(f"a finding's 'metrics' must be an object, got {_kind(metrics)}")
         return cls(
-            rule_id=str(data["rule_id"]),
+            rule_id=data["rule_id"],
             severity=Severity.parse(data["severity"]),
-            message=str(data.get("message", "")),
-            location=str(data.get("location", "")),
-            evidence=dict(data.get("evidence") or {}),
-            metrics={k: float(v) for k, v in (data.get("metrics") or {}).items()},
+            message=data.get("message", ""),
+            location=data.get("location", ""),
+            evidence=dict(evidence),
+            metrics={str(k): metric_from_json(k, v) for k, v in metrics.items()},
         )
 
     def one_line(self) -> str:
-        """``[high] AISP-X: message (location)``, for failure messages and terminals."""
+        """``[high] AISP-X: message (location)``, for failure messages and terminals.
+
+        Control characters (terminal escape sequences, carriage returns, newlines) from names read
+        out of files are shown escaped, so they cannot rewrite the terminal.
+        """
         where = f" ({self.location})" if self.location else ""
-        return f"[{self.severity.value}] {self.rule_id}: {self.message}{where}"
+        return escape_control(f"[{self.severity.value}] {self.rule_id}: {self.message}{where}", keep_newlines=False)
 
 
-def _jsonable(value: Any) -> Any:
-    """Best-effort conversion of evidence to JSON types (numpy scalars, bytes, tuples ...)."""
-    try:
-        json.dumps(value)
+MAX_EVIDENCE_DEPTH = 32
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def metric_to_json(value: float) -> float | str:
+    """A metric as JSON: the number, or ``"nan"``/``"inf"``/``"-inf"`` (JSON has no such numbers)."""
+    number = float(value)
+    if math.isfinite(number):
+        return number
+    return "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
+
+
+def metric_from_json(name: Any, value: Any) -> float:
+    """The inverse of :func:`metric_to_json`; ``ValueError`` naming the metric for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"metric {name!r} must be a number, got {_kind(value)}")
+    if isinstance(value, str):
+        if value.strip().lower() in _NON_FINITE:
+            return _NON_FINITE[value.strip().lower()]
+        raise ValueError(f"metric {name!r} must be a number, got the string {value[:40]!r}")
+    return float(value)
+
+
+def _kind(value: Any) -> str:
+    """How a bad value is named in an error: its JSON type and a short preview."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+             int: "a number", float: "a number"}
+    return f"{names.get(type(value), type(value).__name__)} {reprlib.repr(value)[:40]}"
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """Evidence as JSON types (numpy scalars, bytes, tuples ...), cut below ``MAX_EVIDENCE_DEPTH`` levels.
+
+    Non-finite floats become strings (JSON has no NaN); anything else unknown becomes its repr.
+    """
+    if depth > MAX_EVIDENCE_DEPTH:
+        return f"<nested deeper than {MAX_EVIDENCE_DEPTH} levels: cut>"
+    if value is None or isinstance(value, (bool, int, str)):
         return value
-    except (TypeError, ValueError):
-        pass
+    if isinstance(value, float):
+        return value if math.isfinite(value) else metric_to_json(value)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, bytes):
-        return value[:256].hex()
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [_jsonable(v, depth + 1) for v in items]
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value[:256]).hex()
     if hasattr(value, "tolist"):
-        return value.tolist()
-    return repr(value)
+        try:
+            return _jsonable(value.tolist(), depth + 1)
+        except (TypeError, ValueError):
+            pass
+    return repr(value)[:1000]
+
+
+# C0 and C1 control characters, DEL, and the Unicode bidi overrides that reorder what a terminal shows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_control(text: str, *, keep_newlines: bool = True) -> str:
+    """``text`` with control characters shown as escapes (``ESC`` -> ``\\x1b``), for text outputs.
+
+    A name read from a file (a pickle global, a zip member) can hold terminal escape sequences
+    that erase or rewrite lines; printed raw they could hide a finding. Newlines and tabs are kept
+    unless ``keep_newlines`` is False.
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group(0)
+        if keep_newlines and char in "\n\t":
+            return char
+        if char in _NAMED_ESCAPES:
+            return _NAMED_ESCAPES[char]
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _CONTROL.sub(escape, str(text))
 
 
 def relative_location(finding: Finding, root: str | os.PathLike[str] | None) -> Finding:

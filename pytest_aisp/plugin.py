@@ -73,7 +73,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: pytest-aisp {what} check (implies aisp)")
     config.addinivalue_line(
         "markers", f"{OPTIONAL_MARKER}: skip (not error) this test when an aisp fixture it needs is not configured")
+    config.addinivalue_line(
+        "markers", f"{report_session.NEGATIVE_MARKER}: a negative test (it shows a check catching a known-bad "
+        "input): when it passes, its findings are expected, never baselined and not reported as alerts")
     settings = _resolve(config)
+    _check_report_paths(settings)
     config.stash[SETTINGS_KEY] = settings
     config.stash[PREVIOUS_SETTINGS_KEY] = current_settings_or_none()
     set_current_settings(settings)
@@ -85,6 +89,19 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--aisp-baseline: {exc}") from None
     set_policy(Policy(fail_on=settings.fail_on, baseline=baseline, root=settings.rootdir))
     report_session.start(config, settings)
+
+
+def _check_report_paths(settings: Settings) -> None:
+    """Refuse, before any test runs, report paths that cannot be written (a folder where a file goes)."""
+    for name in ("sarif", "sonar", "html"):
+        path = settings.resolve(getattr(settings, name))
+        if path is not None and path.is_dir():
+            raise pytest.UsageError(f"--aisp-{name} ({settings.source_of(name)}) names the directory {path}; "
+                                    "give a file name")
+    folder = settings.resolve(settings.report_dir)
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise pytest.UsageError(f"--aisp-report-dir ({settings.source_of('report_dir')}) names the file {folder}; "
+                                "give a directory")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -188,6 +205,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    record = item.stash.get(RECORD_KEY, None)
+    if record is not None:
+        report_session.prepare_call(item, record)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report: pytest.TestReport = yield
     record = item.stash.get(RECORD_KEY, None)
@@ -195,14 +220,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return report
     report_session.note_outcome(item, report)
     if report.when == "call":
-        report_session.add_call_section(report, record)
-        report_session.add_html_extras(item.config, report, record)
+        report_session.note_call(item, call)
+        report_session.add_call_section(item, report, record)
+        report_session.add_html_extras(item, report, record)
     elif report.when == "teardown":
         report_session.attach_to_report(item, report, record)
     return report
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # tryfirst: before pytest's junitxml writes its file (testsuite properties go in there).
     report_session.finish(session)
 
 

@@ -12,7 +12,7 @@ import contextvars
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from pytest_aisp.findings import Finding
+from pytest_aisp.findings import AispFailure, Finding
 
 
 @dataclass(frozen=True)
@@ -26,12 +26,21 @@ class Attachment:
 
 @dataclass
 class TestRecord:
-    """What one test recorded: its findings, metrics and attachments, in order."""
+    """What one test recorded: its findings, metrics and attachments, in order.
+
+    ``raised`` holds every ``AispFailure`` an ``assert_*`` helper raised in the test: one the test
+    caught (``pytest.raises``) marks its findings as expected. ``roots`` are the (prefix, label) pairs
+    that make the test's locations stable (its ``tmp_path``; see :mod:`pytest_aisp.identity`), and
+    ``in_xfail`` is True in a test marked xfail, where no baseline entry applies.
+    """
 
     nodeid: str
     findings: list[Finding] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)
+    raised: list[AispFailure] = field(default_factory=list)
+    roots: tuple[tuple[str, str], ...] = ()
+    in_xfail: bool = False
 
     __test__ = False  # not a pytest test class
 
@@ -78,6 +87,14 @@ def record_finding(finding: Finding) -> Finding:
 def record_findings(findings: Iterable[Finding]) -> list[Finding]:
     """Record each of ``findings``; return them as a list."""
     return [record_finding(f) for f in findings]
+
+
+def note_raised(failure: AispFailure) -> None:
+    """Remember that ``failure`` is being raised in the running test (the plugin later tells whether
+    the test caught it: then its findings were expected)."""
+    record = _current.get()
+    if record is not None:
+        record.raised.append(failure)
 
 
 def record_metric(name: str, value: float) -> None:

@@ -1,12 +1,16 @@
 """The one decision every ``assert_*`` helper makes: which findings fail the test.
 
 A finding fails when its severity reaches the fail-on threshold and no (unexpired) baseline entry
-accepts it. The plugin sets the session's policy from ``--aisp-fail-on`` and ``--aisp-baseline``;
-outside pytest the default policy fails on ``medium`` and accepts nothing.
+accepts it. A baseline entry does not accept a finding that got worse than what it accepted (higher
+severity, a measured value moved the wrong way), and no entry applies inside an xfail-marked test:
+there the finding is expected and the test must fail for the xfail to hold. The plugin sets the
+session's policy from ``--aisp-fail-on`` and ``--aisp-baseline``; outside pytest the default policy
+fails on ``medium`` and accepts nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_aisp.baseline import Baseline, BaselineEntry
-from pytest_aisp.findings import AispFailure, Finding, Severity, relative_location
-from pytest_aisp.recorder import current_nodeid
+from pytest_aisp.findings import AispFailure, Finding, Severity, escape_control
+from pytest_aisp.identity import location_roots, stable_location
+from pytest_aisp.recorder import current_record, note_raised
 
 DEFAULT_FAIL_ON = Severity.MEDIUM
 MAX_LISTED = 10
@@ -30,19 +35,32 @@ class Policy:
     today: dt.date | None = None
     root: Path | None = None  # locations under it are matched relative to it
 
+    def roots(self, extra: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, str], ...]:
+        """The (prefix, label) pairs that make locations stable: ``extra`` (a test's temporary folders)
+        and the rootdir, longest first."""
+        return tuple(sorted(extra + location_roots(self.root), key=lambda p: -len(p[0])))
+
+
+def stable_finding(finding: Finding, roots: tuple[tuple[str, str], ...]) -> Finding:
+    """``finding`` with its location made stable (relative to the rootdir, temporary folders folded)."""
+    location = stable_location(finding.location, roots)
+    return finding if location == finding.location else dataclasses.replace(finding, location=location)
+
 
 @dataclass(frozen=True)
 class Verdict:
-    """Findings sorted by what happens to them."""
+    """Findings sorted by what happens to them. ``refused`` holds findings a baseline entry names but
+    does not accept (they got worse, or a legacy entry is ambiguous), with the reason; they fail."""
 
     failing: tuple[Finding, ...]
     expired: tuple[tuple[Finding, BaselineEntry], ...]
     accepted: tuple[tuple[Finding, BaselineEntry], ...]
     below_threshold: tuple[Finding, ...]
+    refused: tuple[tuple[Finding, BaselineEntry, str], ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.failing and not self.expired
+        return not self.failing and not self.expired and not self.refused
 
 
 _policy = Policy()
@@ -63,25 +81,38 @@ def decide(
     findings: Sequence[Finding], *, fail_on: Severity | str | None = None, nodeid: str | None = None,
     policy: Policy | None = None,
 ) -> Verdict:
-    """Sort ``findings`` into failing, expired-baseline, accepted and below-threshold."""
+    """Sort ``findings`` into failing, expired-baseline, refused, accepted and below-threshold.
+
+    Baseline entries match on the finding's stable location (relative to the rootdir, pytest's temporary
+    folders folded) and fingerprint; inside an xfail-marked test no entry applies.
+    """
     policy = policy or _policy
     threshold = Severity.parse(fail_on) if fail_on is not None else policy.fail_on
-    nodeid = nodeid if nodeid is not None else current_nodeid()
+    record = current_record()
+    if nodeid is None:
+        nodeid = record.nodeid if record is not None else None
+    in_xfail = record is not None and record.in_xfail and record.nodeid == nodeid
+    baseline = policy.baseline if not in_xfail else None
+    roots = policy.roots(record.roots if record is not None and record.nodeid == nodeid else ())
+    stable = [stable_finding(f, roots) for f in findings] if baseline else list(findings)
     failing: list[Finding] = []
     expired: list[tuple[Finding, BaselineEntry]] = []
     accepted: list[tuple[Finding, BaselineEntry]] = []
+    refused: list[tuple[Finding, BaselineEntry, str]] = []
     below: list[Finding] = []
-    for finding in findings:
-        entry = policy.baseline.match(relative_location(finding, policy.root), nodeid) if policy.baseline else None
-        if entry is not None and entry.expired(policy.today):
-            expired.append((finding, entry))
-        elif entry is not None:
-            accepted.append((finding, entry))
+    for finding, key in zip(findings, stable):
+        judged = baseline.judge(key, nodeid, stable) if baseline else None
+        if judged is not None and judged.problem and finding.severity >= threshold:
+            refused.append((finding, judged.entry, judged.problem))
+        elif judged is not None and not judged.problem and judged.entry.expired(policy.today):
+            expired.append((finding, judged.entry))
+        elif judged is not None and not judged.problem:
+            accepted.append((finding, judged.entry))
         elif finding.severity >= threshold:
             failing.append(finding)
         else:
             below.append(finding)
-    return Verdict(tuple(failing), tuple(expired), tuple(accepted), tuple(below))
+    return Verdict(tuple(failing), tuple(expired), tuple(accepted), tuple(below), tuple(refused))
 
 
 def enforce(
@@ -97,13 +128,18 @@ def enforce(
     verdict = decide(findings, fail_on=fail_on)
     if verdict.ok:
         return verdict
-    lines = [headline]
+    lines = [escape_control(headline)]
     if details:
-        lines.append(details)
+        lines.append(escape_control(details))
     for finding in verdict.failing[:MAX_LISTED]:
         lines.append("  " + finding.one_line())
     if len(verdict.failing) > MAX_LISTED:
         lines.append(f"  ... and {len(verdict.failing) - MAX_LISTED} more findings")
+    for finding, _entry, problem in verdict.refused[:MAX_LISTED]:
+        lines.append(f"  {finding.one_line()} -- not accepted by the baseline: {problem}")
     for finding, entry in verdict.expired:
         lines.append(f"  {finding.one_line()} -- baseline entry expired on {entry.expires}; renew or fix it")
-    raise failure("\n".join(lines), result=result, findings=verdict.failing + tuple(f for f, _ in verdict.expired))
+    failed = verdict.failing + tuple(f for f, _, _ in verdict.refused) + tuple(f for f, _ in verdict.expired)
+    error = failure("\n".join(lines), result=result, findings=failed)
+    note_raised(error)
+    raise error

@@ -12,7 +12,8 @@ from pathlib import Path
 from pytest_aisp.dashboard.store import RunInfo, RunRecord
 from pytest_aisp.findings import AispError, Finding, Severity
 from pytest_aisp.reporters.entries import ReportedFinding
-from pytest_aisp.reporters.session import JSON_REPORT_NAME, read_json_report
+from pytest_aisp.reporters.findings_json import JSON_REPORT_NAME, read_json_report
+from pytest_aisp.reporters.sarif import FINGERPRINT_KEY
 
 # CI variables naming one pipeline run: every shard of the run shares them, so shards land as one run.
 RUN_KEY_VARIABLES = ("AISP_RUN_ID", "GITHUB_RUN_ID", "BUILD_TAG", "CI_PIPELINE_ID", "BUILDKITE_BUILD_ID")
@@ -85,6 +86,7 @@ def entries_from_sarif(path: Path) -> list[ReportedFinding]:
                 finding=finding, nodeid=props.get("aisp-test"),
                 path=physical.get("artifactLocation", {}).get("uri"),
                 line=physical.get("region", {}).get("startLine"),
+                fingerprint=str((result.get("partialFingerprints") or {}).get(FINGERPRINT_KEY, "")),
             ))
     return entries
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_aisp.findings import AispError, Finding, Severity
+from pytest_aisp.findings import AispError, Finding, Severity, escape_control
 from pytest_aisp.reporters.entries import from_cli
-from pytest_aisp.reporters.sarif import build_sarif
+from pytest_aisp.reporters.findings_json import json_text, write_text_file
+from pytest_aisp.reporters.sarif import build_sarif, sarif_text
 from pytest_aisp.verdict import decide
 
 FORMATS = ("text", "json", "sarif")
@@ -19,27 +19,27 @@ EXIT_OK, EXIT_FINDINGS = 0, 1
 
 def render(fmt: str, findings: Sequence[Finding], *, json_body: Callable[[], Mapping[str, Any]],
            text: Callable[[], str]) -> str:
-    """The report in ``fmt``: ``text()``, ``json_body()`` as JSON, or a SARIF log of ``findings``."""
+    """The report in ``fmt``: ``text()`` (control characters shown escaped, so names read from files
+    cannot rewrite the terminal), ``json_body()`` as JSON, or a SARIF log of ``findings``."""
     if fmt == "json":
-        return json.dumps(json_body(), indent=2)
+        try:
+            return json_text(json_body()).rstrip("\n")
+        except RecursionError:
+            raise AispError("the result nests too deeply to write as JSON; use --format text or sarif") from None
     if fmt == "sarif":
-        return json.dumps(build_sarif(from_cli(findings)), indent=2)
+        return sarif_text(build_sarif(from_cli(findings))).rstrip("\n")
     if fmt == "text":
-        return text()
+        return escape_control(text())
     raise AispError(f"unknown output format {fmt!r}; use one of: {', '.join(FORMATS)}")
 
 
 def emit(text: str, output: Path | str | None = None) -> None:
-    """Print ``text``, or write it to ``output`` (its folder created)."""
+    """Print ``text``, or write it to ``output`` (its folder created); ``AispError`` when ``output``
+    is a directory or cannot be written."""
     if output is None:
         sys.stdout.write(text + "\n")
         return
-    path = Path(output)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise AispError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_text_file(Path(output), text + "\n", what="the output")
 
 
 def exit_code(findings: Sequence[Finding], fail_on: Severity | str | None) -> int:

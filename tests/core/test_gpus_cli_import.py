@@ -75,7 +75,7 @@ def _sarif(rule: str, location: str, fingerprint: str) -> dict:
             "tool": {"driver": {"name": "pytest-aisp", "version": "0.1.0", "rules": [{"id": rule}]}},
             "results": [{"ruleId": rule, "ruleIndex": 0, "level": "error", "message": {"text": location},
                          "locations": [{"physicalLocation": {"artifactLocation": {"uri": location}}}],
-                         "partialFingerprints": {"aispFinding/v1": fingerprint}}],
+                         "partialFingerprints": {"aispFinding/v2": fingerprint}}],
         }],
     }
 
@@ -117,8 +117,11 @@ def test_weak():
     assert main(["baseline", "update", "--report-dir", str(pytester.path / "reports"),
                  "--baseline", str(pytester.path / "aisp-baseline.json")]) == 0
     body = json.loads((pytester.path / "aisp-baseline.json").read_text())
-    assert body["entries"] == [{"rule_id": "AISP-ROBUST-EVASION", "test": "test_b.py::test_weak",
-                                "location": "m.pt", "reason": "accepted by aisp baseline update"}]
+    (entry,) = body["entries"]
+    assert {k: entry[k] for k in ("rule_id", "test", "location", "severity", "reason")} == {
+        "rule_id": "AISP-ROBUST-EVASION", "test": "test_b.py::test_weak", "location": "m.pt", "severity": "high",
+        "reason": "accepted by aisp baseline update"}
+    assert len(entry["fingerprint"]) == 32
     pytester.runpytest("--aisp-baseline=aisp-baseline.json").assert_outcomes(passed=1)
 
 

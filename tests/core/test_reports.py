@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import jsonschema
 import pytest
+
+from .conftest import SARIF_SCHEMA
+
+SARIF_SCHEMA_DIR = SARIF_SCHEMA.parent
 
 XDIST = [[], ["-n", "2"]]
 XDIST_IDS = ["serial", "xdist"]
@@ -62,7 +67,7 @@ def test_sarif_validates_against_the_schema(
     weak = by_rule["AISP-ROBUST-EVASION"]
     assert weak["level"] == "error"
     assert weak["properties"]["security-severity"] == "8.0"
-    assert weak["partialFingerprints"]["aispFinding/v1"]
+    assert weak["partialFingerprints"]["aispFinding/v2"] == weak["partialFingerprints"]["primaryLocationLineHash"]
     physical = weak["locations"][0]["physicalLocation"]
     assert physical["artifactLocation"]["uri"] == "test_models.py"
     assert physical["region"]["startLine"] == 10
@@ -139,8 +144,93 @@ def test_pic():
 def test_json_report_records_entries_and_outcomes(findings_project: pytest.Pytester) -> None:
     findings_project.runpytest("--aisp-report-dir=out")
     body = json.loads((findings_project.path / "out" / "aisp-findings.json").read_text())
-    assert body["version"] == 1
+    assert body["version"] == 2
     assert body["outcomes"]["test_models.py::test_weak"] == "failed"
     assert body["outcomes"]["test_models.py::test_clean"] == "passed"
     assert {e["finding"]["rule_id"] for e in body["entries"]} == {"AISP-ROBUST-EVASION", "AISP-ROBUST-NOTE"}
     assert body["metrics"]["test_models.py::test_weak"] == {"robust_acc": 0.41}
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
+       b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+@pytest.mark.parametrize("extra", XDIST, ids=XDIST_IDS)
+def test_static_html_report_needs_no_script_inline_style_or_data_uris(pytester: pytest.Pytester,
+                                                                      extra: list[str]) -> None:
+    pytester.makepyfile(test_h=f"""
+import pytest
+from pytest_aisp import Finding, attach, record_finding, record_metric
+
+@pytest.mark.aisp
+def test_pic(tmp_path):
+    attach("clean vs adversarial", {PNG!r})
+    record_metric("robust_acc", 0.41)
+    record_finding(Finding("AISP-MM-INVARIANCE", "medium", "agreement 0.62 < 0.90 <b>x</b>",
+                           str(tmp_path / "cnn.pt")))
+""")
+    pytester.runpytest_subprocess("--aisp-html=out/aisp.html", *extra).assert_outcomes(passed=1)
+    out = pytester.path / "out"
+    page = (out / "aisp.html").read_text()
+    assert '<link rel="stylesheet" href="aisp.css">' in page and (out / "aisp.css").is_file()
+    for forbidden in ("<script", "<style", "style=", "data:", "onload=", "onclick="):
+        assert forbidden not in page, forbidden
+    (picture,) = (out / "aisp-files").iterdir()
+    assert picture.read_bytes() == PNG and f'src="aisp-files/{picture.name}"' in page
+    assert 'id="findings"' in page and "AISP-MM-INVARIANCE" in page and "{tmp_path}/cnn.pt" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "robust_acc" in page
+
+
+def test_json_report_validates_against_the_published_schema(findings_project: pytest.Pytester) -> None:
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schemas" /
+                         "aisp-findings.v2.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    findings_project.runpytest("--aisp-report-dir=out")
+    body = json.loads((findings_project.path / "out" / "aisp-findings.json").read_text())
+    jsonschema.validate(body, schema, format_checker=jsonschema.FormatChecker())
+    broken = dict(body, entries=[dict(body["entries"][0], fingerprint="not-a-fingerprint")])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_junit_properties_can_go_to_the_testsuite_for_strict_consumers(findings_project: pytest.Pytester) -> None:
+    findings_project.runpytest("--junitxml=out/j.xml", "--aisp-junit-properties=testsuite", "-n", "2")
+    root = ET.parse(findings_project.path / "out" / "j.xml").getroot()
+    suite = root.find("testsuite")
+    assert all(case.find("properties") is None for case in suite.iter("testcase"))
+    names = {p.get("name"): p.get("value") for p in suite.find("properties").iter("property")}
+    assert names["aisp.test_models.py::test_weak.max_severity"] == "high"
+    assert "aisp.test_models.py::test_weak.metric.robust_acc" in names
+    xmlschema = pytest.importorskip("xmlschema")
+    strict = xmlschema.XMLSchema(str(SARIF_SCHEMA_DIR / "junit-10.xsd"))
+    assert strict.is_valid(str(findings_project.path / "out" / "j.xml"))
+    # the default (properties in each testcase, where Jenkins' JUnit plugin reads them) is not valid there
+    findings_project.runpytest("--junitxml=out/default.xml")
+    assert not strict.is_valid(str(findings_project.path / "out" / "default.xml"))
+
+
+def test_no_import_circle_between_the_session_and_the_dashboard() -> None:
+    import subprocess
+    import sys
+
+    code = ("import pytest_aisp.dashboard.ingest, pytest_aisp.core_cli, sys;"
+            "print('pytest_aisp.reporters.session' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_a_report_that_cannot_be_written_fails_the_run_with_one_line(findings_project: pytest.Pytester) -> None:
+    (findings_project.path / "blocker").write_text("a file where a folder should be")
+    result = findings_project.runpytest("--aisp-report-dir=blocker/reports")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["aisp: error: cannot write the aisp findings report to */blocker/reports/"
+                                 "aisp-findings.json: */blocker is a file, not a folder"])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_example_jenkinsfile_publishes_the_report_jenkins_can_show() -> None:
+    text = (Path(__file__).resolve().parents[2] / "examples" / "Jenkinsfile").read_text()
+    assert "--aisp-html=reports/aisp/index.html" in text
+    assert "publishHTML target: [reportDir: 'reports/aisp', reportFiles: 'index.html'" in text
+    assert "keepProperties: true" in text and "1217.v4297208a_a_b_ce" in text
+    assert "--self-contained-html" not in text  # pytest-html's report stays blank under Jenkins' CSP

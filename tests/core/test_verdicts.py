@@ -61,7 +61,7 @@ def test_baseline_file_round_trip_and_bad_files(tmp_path) -> None:
     baseline.write(path)
     assert load_baseline(path).entries == baseline.entries
     path.write_text("{not json")
-    with pytest.raises(AispError, match="not readable JSON"):
+    with pytest.raises(AispError, match="is not valid JSON"):
         load_baseline(path)
     path.write_text(json.dumps({"entries": [{"rule_id": "X", "expires": "soon"}]}))
     with pytest.raises(AispError, match="'expires' must be a date"):
