@@ -62,7 +62,7 @@ def test_event_round_trip(tmp_path):
 
 
 def test_bad_events_name_the_problem(tmp_path):
-    with pytest.raises(AispError, match="needs ts, client"):
+    with pytest.raises(AispError, match=r"lacks the field .ts.; each event needs ts and client"):
         Event.from_dict({"client": "a"})
     with pytest.raises(AispError, match="cannot read traffic log"):
         list(read_events(tmp_path / "missing.jsonl"))
