@@ -68,14 +68,14 @@ class ErrorDetector:
             alerts.append(make_alert(
                 self, event, f"{event.endpoint} returns server errors for {health.errors.fraction():.0%} "
                 f"of the last {health.errors.size} requests (limit {self.max_error_rate:.0%})", client="*",
-                error_rate=round(health.errors.fraction(), 4), window=health.errors.size))
+                signal="server-errors", error_rate=round(health.errors.fraction(), 4), window=health.errors.size))
         slow = self._is_slow(health, event.latency_s)
         health.slow.add(slow)
         if health.slow.size >= self.min_events and health.slow.fraction() > self.max_slow_rate:
             alerts.append(make_alert(
                 self, event, f"{event.endpoint} is slow: {health.slow.fraction():.0%} of the last "
                 f"{health.slow.size} responses are anomalously slow (baseline {health.latency_mean * 1000:.1f} ms)",
-                client="*", slow_rate=round(health.slow.fraction(), 4),
+                client="*", signal="slow", slow_rate=round(health.slow.fraction(), 4),
                 baseline_latency_s=round(health.latency_mean, 6), latency_s=round(event.latency_s, 6)))
         if event.status in AUTH_FAILURES:
             failures = self._auth.get(event.client)
@@ -84,7 +84,8 @@ class ErrorDetector:
                 alerts.append(make_alert(
                     self, event, f"client {event.client} got {failures.count()} 401/403 responses within "
                     f"{self.auth_window_s:g}s (limit {self.auth_failures}): unauthorised access attempts",
-                    severity=Severity.HIGH, auth_failures=failures.count(), window_s=self.auth_window_s))
+                    severity=Severity.HIGH, signal="auth-failures", auth_failures=failures.count(),
+                    window_s=self.auth_window_s))
         return alerts
 
     def _is_slow(self, health: _EndpointHealth, latency: float) -> bool:

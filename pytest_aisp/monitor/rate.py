@@ -59,7 +59,7 @@ class RateDetector:
                 self, event,
                 f"client {event.client} exceeds {self.rate_per_s:g} requests/s (burst {self.burst:g}): "
                 f"{int(bucket[2])} requests over budget",
-                over_budget=int(bucket[2]), rate_per_s=self.rate_per_s, burst=self.burst))
+                signal="budget", over_budget=int(bucket[2]), rate_per_s=self.rate_per_s, burst=self.burst))
         spike = self._count_total(event)
         if spike is not None:
             alerts.append(spike)
@@ -84,7 +84,7 @@ class RateDetector:
         self._spiked = True
         return make_alert(
             self, event, f"overall request rate spiked: {self._window_count} requests in a {self.window_s:g}s "
-            f"window against an average of {self._average:.1f}", client="*",
+            f"window against an average of {self._average:.1f}", client="*", signal="spike",
             requests=self._window_count, average=round(self._average, 3), window_s=self.window_s)
 
     def _fold(self, count: int) -> None:
