@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "OODDetector": "drift",
     "AdversarialInputDetector": "adversarial",
     "PromptAttackDetector": "prompt",
+    "UninspectedDetector": "uninspected",
     "Reference": "reference",
     "fit_reference": "reference",
     "MonitorMetrics": "metrics",

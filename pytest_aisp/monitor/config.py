@@ -24,12 +24,12 @@ from pytest_aisp.findings import AispError
 from pytest_aisp.monitor.core import Detector, Monitor
 from pytest_aisp.monitor.reference import Reference
 
-DETECTOR_NAMES = ("rate", "errors", "extraction", "drift", "ood", "adversarial", "prompt")
+DETECTOR_NAMES = ("rate", "errors", "extraction", "drift", "ood", "adversarial", "prompt", "uninspected")
 TOP_LEVEL_KEYS = {"reference", "detectors", "cooldown_s", "alerts_log", "webhook", *DETECTOR_NAMES}
 
 
 def _build(name: str, params: dict[str, Any], reference: Reference | None) -> Detector:
-    from pytest_aisp.monitor import adversarial, drift, errors, extraction, rate
+    from pytest_aisp.monitor import adversarial, drift, errors, extraction, rate, uninspected
 
     builders: dict[str, Callable[..., Detector]] = {
         "rate": rate.RateDetector, "errors": errors.ErrorDetector,
@@ -37,6 +37,7 @@ def _build(name: str, params: dict[str, Any], reference: Reference | None) -> De
         "drift": lambda **kw: drift.DriftDetector(_needs(reference, name), **kw),
         "ood": lambda **kw: drift.OODDetector(_needs(reference, name), **kw),
         "adversarial": adversarial.AdversarialInputDetector,
+        "uninspected": uninspected.UninspectedDetector,
     }
     if name == "prompt":
         from pytest_aisp.monitor.prompt import PromptAttackDetector
@@ -65,6 +66,7 @@ def default_detectors(section: Mapping[str, Any], reference: Reference | None) -
         names.append("adversarial")
     if available("pytest_aisp.llm.detectors"):
         names.append("prompt")
+    names.append("uninspected")
     return names
 
 

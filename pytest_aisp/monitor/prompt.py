@@ -34,7 +34,8 @@ class PromptAttackDetector:
 
     Alerts carry the signal kinds and the LLM module's details with every canary and secret
     replaced by its position (``[redacted canary #1]``): a canary is often a real secret, and
-    alerts travel to logs, webhooks and dashboards.
+    alerts travel to logs, webhooks and dashboards. A prompt cut at the middleware's
+    ``max_body`` is scanned as far as it was read (the alert says ``partial``).
     """
 
     name = "prompt"
@@ -78,14 +79,17 @@ class PromptAttackDetector:
 
     def observe(self, event: Event) -> list[Alert]:
         alerts: list[Alert] = []
+        partial = "request-too-large" in event.uninspected
         if isinstance(event.features, str) and event.features:
             signals = [s for s in scan_prompt(event.features) if s.kind in self.prompt_kinds]
             if signals:
                 kinds = sorted({s.kind for s in signals})
                 details = [self.redact(s.detail) for s in signals[:3]]
+                extra = {"partial": True} if partial else {}
                 alerts.append(make_alert(
                     self, event, f"prompt from {event.client} carries an attack: {', '.join(kinds)} "
-                    f"({details[0]})", signal="prompt", kinds=kinds, details=details))
+                    f"({details[0]}){' in the part of an oversized body that was read' if partial else ''}",
+                    signal="prompt", kinds=kinds, details=details, **extra))
         if isinstance(event.prediction, str) and event.prediction:
             signals = [s for s in scan_response(event.prediction, secrets=self._secrets, canaries=self.canaries,
                                                 allowed_hosts=self.allowed_hosts)
