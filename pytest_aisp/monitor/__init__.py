@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "AdversarialInputDetector": "adversarial",
     "PromptAttackDetector": "prompt",
     "UninspectedDetector": "uninspected",
+    "RedisState": "shared",
+    "SharedStateError": "shared",
     "Reference": "reference",
     "fit_reference": "reference",
     "MonitorMetrics": "metrics",

@@ -5,7 +5,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -63,3 +69,55 @@ def reference(traffic):
 @pytest.fixture(scope="session")
 def meta(traffic) -> dict:
     return json.loads(traffic["meta"].read_text())
+
+
+def _needs(what: str, install: str) -> None:
+    """Skip for a missing system package locally (naming the install line); fail when CI is set."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing in CI: {install} (see .ci/run)")
+    pytest.skip(f"{what} not installed ({install}); required when CI is set")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A throwaway Redis server started from the installed binary on a free loopback port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _needs("redis-server", "apt-get install redis-server")
+    try:
+        import redis
+    except ImportError:
+        _needs("the redis client", 'pip install "pytest-aisp[redis]"')
+    folder = tmp_path_factory.mktemp("redis")
+    for _ in range(3):  # the free port may be taken between choosing and binding it
+        port = _free_port()
+        process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--logfile", str(folder / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 15
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                time.sleep(0.05)
+        else:
+            process.kill()
+            process.wait(10)
+            continue
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            client.close()
+            process.terminate()
+            process.wait(10)
+        return
+    pytest.fail(f"redis-server did not start; see {folder / 'redis.log'}")
