@@ -5,11 +5,13 @@ Each row says what both sides do. Rows whose other side is our own code are labe
 
 1. The middleware's added latency and throughput over HTTP: a small ASGI model app on 127.0.0.1
    bare, behind AispMonitorMiddleware with the rate, errors and extraction detectors reading
-   both bodies (state in process), and the same with the state in Redis (``RedisState``, a
-   throwaway redis-server on loopback). Rounds alternate between the servers.
+   both bodies (state in process, run inline), and the same with the state in Redis
+   (``RedisState``, a throwaway redis-server on loopback; the middleware then runs the monitor in
+   its worker thread, its default with shared state). Rounds alternate between the servers.
 2. The same added latency without HTTP: the ASGI app called directly, request by request, the
-   three variants interleaved. This isolates the middleware's own cost from the HTTP stack and
-   the load generator, which dominate (1) on a shared machine.
+   variants interleaved (also Redis state run inline on the event loop). This isolates the
+   middleware's own cost from the HTTP stack and the load generator, which dominate (1) on a
+   shared machine.
 3. Memory of bounded per-client state, equal work: a token bucket per client for N distinct
    clients in our LruTable against cachetools.LRUCache (anchor), same capacity, same payload;
    and the monitor's detectors bounded (defaults) against the same detectors with room for
@@ -46,7 +48,8 @@ import numpy as np  # noqa: E402
 from pytest_aisp.serving import read_body  # noqa: E402
 
 DIM = 64
-KINDS = ("bare", "monitored", "redis")
+KINDS = ("bare", "monitored", "redis")  # the HTTP servers
+DIRECT_KINDS = ("bare", "monitored", "redis-inline", "redis")  # the ASGI apps called directly
 Row = tuple[str, float, float, str, str]  # measure, ours, other, other's role, what both sides do
 
 
@@ -75,7 +78,9 @@ class Exploding:
 
 
 def build_app(kind: str, redis_url: str | None = None):  # type: ignore[no-untyped-def]
-    """``bare``, ``monitored`` (state in process), ``redis`` (state in Redis) or ``raising``."""
+    """``bare``, ``monitored`` (state in process), ``redis`` (state in Redis, the monitor in the
+    middleware's worker thread), ``redis-inline`` (state in Redis, the monitor on the event loop)
+    or ``raising``."""
     if kind == "bare":
         return model_app
     import logging
@@ -92,13 +97,14 @@ def build_app(kind: str, redis_url: str | None = None):  # type: ignore[no-untyp
     )
 
     logging.getLogger("pytest_aisp.monitor").setLevel(logging.CRITICAL)
-    shared = RedisState(redis_url, prefix=f"bench-{os.getpid()}") if kind == "redis" else None
+    shared = RedisState(redis_url, prefix=f"bench-{os.getpid()}-{kind}") if kind.startswith("redis") else None
     detectors = [RateDetector(rate_per_s=1e6, burst=10**6, shared=shared), ErrorDetector(shared=shared),
                  ExtractionDetector(shared=shared)]
     if kind == "raising":
         detectors.insert(0, Exploding())
     return AispMonitorMiddleware(model_app, monitor=Monitor(detectors, metrics=MonitorMetrics()),
-                                 features=json_field("inputs"), prediction=json_field("scores"))
+                                 features=json_field("inputs"), prediction=json_field("scores"),
+                                 background=False if kind == "redis-inline" else None)
 
 
 @contextlib.contextmanager
@@ -229,6 +235,7 @@ def bench_http(quick: bool, tmp: Path, redis_url: str | None) -> list[Row]:
         for _ in range(rounds):
             for kind, (_, base) in servers.items():
                 results[kind].append(load(base, requests, concurrency, 60 if quick else 120))
+        dropped = {kind: _queue_drops(base) for kind, (_, base) in servers.items() if kind != "bare"}
     finally:
         for process, _ in servers.values():
             process.terminate()
@@ -257,7 +264,8 @@ def bench_http(quick: bool, tmp: Path, redis_url: str | None) -> list[Row]:
              "both: middleware + the same detectors; ours keeps their state in Redis, the baseline in process"),
             ("HTTP p99 (ms), Redis state", median("redis", "p99_ms"), median("bare", "p99_ms"), "baseline",
              f"{both}; ours behind the middleware with Redis state: added p99 {added('redis'):+.2f} ms "
-             "(median of the rounds' differences; goal < 2 ms)"),
+             "(median of the rounds' differences; goal < 2 ms); events the worker could not take "
+             f"(queue full, counted unchecked): {dropped['redis']:.0f}"),
             ("HTTP p99 (ms), Redis vs in-process state", median("redis", "p99_ms"), median("monitored", "p99_ms"),
              "baseline", "both: middleware + the same detectors; state in Redis against in process"),
         ]
@@ -268,6 +276,13 @@ def bench_http(quick: bool, tmp: Path, redis_url: str | None) -> list[Row]:
     return rows
 
 
+def _queue_drops(base: str) -> float:
+    """Events a server's worker could not take (``aisp_detector_errors_total{detector="queue"}``)."""
+    metrics = httpx.get(base + "/metrics", timeout=10).text
+    return next((float(line.split()[-1]) for line in metrics.splitlines()
+                 if line.startswith('aisp_detector_errors_total{detector="queue"}')), 0.0)
+
+
 def bench_asgi(quick: bool, redis_url: str | None) -> list[Row]:
     """Each variant called directly, the variants interleaved request by request; the time of one
     call includes the detectors (they run after the response is sent, before the call returns).
@@ -276,7 +291,7 @@ def bench_asgi(quick: bool, redis_url: str | None) -> list[Row]:
     for the server's; CPU time of this process and the server's own time per call
     (``INFO commandstats``) do not, so they are reported beside it."""
     count = 2000 if quick else 10000
-    apps = {kind: build_app(kind, redis_url) for kind in KINDS if kind != "redis" or redis_url}
+    apps = {kind: build_app(kind, redis_url) for kind in DIRECT_KINDS if not kind.startswith("redis") or redis_url}
     payloads = bodies()
     wall: dict[str, list[float]] = {kind: [] for kind in apps}
     cpu: dict[str, list[float]] = {kind: [] for kind in apps}
@@ -305,6 +320,9 @@ def bench_asgi(quick: bool, redis_url: str | None) -> list[Row]:
 
     server_before = _script_stats(redis_url)
     asyncio.run(run())
+    started = time.perf_counter()
+    caught_up = all(app.drain(600) for kind, app in apps.items() if kind != "bare")
+    catch_up_s = time.perf_counter() - started
     server_after = _script_stats(redis_url)
 
     def pct(times: dict[str, list[float]], kind: str, q: float) -> float:
@@ -312,7 +330,8 @@ def bench_asgi(quick: bool, redis_url: str | None) -> list[Row]:
         return 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
     rows: list[Row] = []
-    for kind, label in (("monitored", "in-process state"), ("redis", "Redis state")):
+    for kind, label in (("monitored", "in-process state"), ("redis-inline", "Redis state, inline"),
+                        ("redis", "Redis state, worker")):
         if kind not in apps:
             continue
         for name, times in (("wall", wall), ("CPU", cpu)):
@@ -326,7 +345,12 @@ def bench_asgi(quick: bool, redis_url: str | None) -> list[Row]:
     if calls:
         server_us = (server_after[1] - server_before[1]) / calls
         rows.append(("Redis server time per script call (us)", server_us, float("nan"), "none",
-                     f"{calls} calls, {calls / count:.2f} per request (INFO commandstats: evalsha and eval)"))
+                     f"{calls} calls, {calls / (2 * count):.2f} per request (INFO commandstats: evalsha and eval)"))
+    if "redis" in apps:
+        monitor = apps["redis"].monitor
+        rows.append(("Redis worker: events handled", monitor.events_seen, count + 200, "check (sent)",
+                     f"the worker caught up {catch_up_s:.2f} s after the last request ({caught_up=}); "
+                     f"events it could not take (queue full): {monitor.detector_errors.get('queue', 0)}"))
     return rows
 
 

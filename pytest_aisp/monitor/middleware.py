@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
@@ -129,17 +131,22 @@ class AispMonitorMiddleware:
     - ``policy``: a :class:`ResponsePolicy` (default: log only);
     - ``event_sinks``: callables that get every event (e.g. an ``EventLog`` recording traffic);
     - ``metrics_path``: where the monitor's Prometheus metrics are served (None to disable);
-    - ``timestamp(scope) -> float``: the event time (default: the wall clock).
+    - ``timestamp(scope) -> float``: the event time (default: the wall clock);
+    - ``background``: run the readers, event sinks and detectors in a worker thread instead of on
+      the event loop (None: when a detector keeps its state in a shared store such as Redis, so
+      that no request waits on the network); ``max_queue`` events may wait for the worker,
+      beyond that they are counted as unchecked (``queue`` in ``monitor.detector_errors``).
 
     The monitor runs after the response has been sent; its failures are logged and counted,
-    never passed on to the request.
+    never passed on to the request. In the background, the policy (429, hardening) acts once
+    the worker has seen the alert, a few events later under load.
     """
 
     def __init__(self, app: ASGIApp, *, monitor: Monitor, client_key: Callable[[Scope], str] | None = None,
                  features: BodyReader | None = None, prediction: BodyReader | None = None,
                  policy: ResponsePolicy | None = None, event_sinks: Iterable[Callable[[Event], None]] = (),
                  metrics_path: str | None = "/metrics", timestamp: Callable[[Scope], float] | None = None,
-                 max_body: int = 1 << 20) -> None:
+                 max_body: int = 1 << 20, background: bool | None = None, max_queue: int = 10_000) -> None:
         self.app = app
         self.monitor = monitor
         self.client_key = client_key or default_client_key
@@ -150,6 +157,30 @@ class AispMonitorMiddleware:
         self.metrics_path = metrics_path
         self.timestamp = timestamp
         self.max_body = int(max_body)
+        if background is None:
+            background = any(getattr(d, "shared", None) is not None for d in monitor.detectors)
+        self.background = background
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=max_queue)
+        if background:
+            threading.Thread(target=self._work, name="aisp-monitor", daemon=True).start()
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the worker has handled every queued event; True when it did in time
+        (at once without a worker)."""
+        done = threading.Event()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        return done.wait(timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Handle what is queued, then stop the worker."""
+        if self.background:
+            self._queue.put(None)
+            self.drain(timeout_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -217,6 +248,28 @@ class AispMonitorMiddleware:
 
     def _finish(self, scope: Scope, client: str, ts: float, status: int, started: float,
                 request: Body, response: Body) -> None:
+        latency_s = time.perf_counter() - started
+        if not self.background:
+            self._observe(scope, client, ts, status, latency_s, request, response)
+            return
+        try:
+            self._queue.put_nowait((scope, client, ts, status, latency_s, request, response))
+        except queue.Full:  # the worker fell behind: the event goes unchecked, and is counted
+            self.monitor._count_error("queue")
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._observe(*item)
+            finally:
+                self._queue.task_done()
+
+    def _observe(self, scope: Scope, client: str, ts: float, status: int, latency_s: float,
+                 request: Body, response: Body) -> None:
+        started = time.perf_counter()
         try:
             uninspected: list[str] = []
             # A request the app refused (4xx) reached no model; an error response carries no answer.
@@ -225,7 +278,7 @@ class AispMonitorMiddleware:
             prediction = self._read(self.prediction, response, scope, "response", uninspected,
                                     judged=status < 400)
             event = Event(ts=ts, client=client, endpoint=str(scope.get("path", "/")), status=status,
-                          latency_s=time.perf_counter() - started, features=features, prediction=prediction,
+                          latency_s=latency_s, features=features, prediction=prediction,
                           uninspected=tuple(uninspected))
             for sink in self.event_sinks:
                 sink(event)
@@ -233,7 +286,7 @@ class AispMonitorMiddleware:
             if alerts:
                 self.policy.update(alerts)
             if self.monitor.metrics is not None:
-                self.monitor.metrics.monitor_seconds.observe(time.perf_counter() - started - event.latency_s)
+                self.monitor.metrics.monitor_seconds.observe(time.perf_counter() - started)
         except Exception:  # the monitor never breaks the request it watches
             log.exception("monitor failed on a request to %s", scope.get("path"))
             self.monitor._count_error("middleware")

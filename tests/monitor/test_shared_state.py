@@ -82,6 +82,7 @@ def test_a_thief_split_over_two_replicas_is_caught_only_with_shared_state(traffi
                 assert response.status_code == 200
             for client in clients:
                 client.close()
+            assert all(app.background == (shared is not None) and app.drain(60) for app in apps)
         return [a for app in apps for a in app.monitor.alerts], detectors
 
     shared_state = RedisState(redis_url, prefix=f"prada-{uuid.uuid4().hex[:8]}")
@@ -190,7 +191,7 @@ def test_an_unreachable_redis_fails_closed_without_holding_up_requests(caplog):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    app = AispMonitorMiddleware(ok, monitor=monitor)
+    app = AispMonitorMiddleware(ok, monitor=monitor, background=False)  # requests wait on the monitor
     with background_server(app) as base, httpx.Client(base_url=base) as client:
         started = time.perf_counter()
         statuses = [client.get("/p").status_code for _ in range(30)]
