@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +23,8 @@ SKIP_PREFIX = "system tool missing:"
 SYSTEM_TOOLS: dict[str, tuple[tuple[str, ...], str]] = {
     "promtool": (("promtool",), "apt-get install -y prometheus"),
     "chromium": (("chromium", "chromium-browser"), "apt-get install -y chromium"),
+    "redis-server": (("redis-server",), "apt-get install -y redis-server"),
+    "sarif-multitool": (("sarif-multitool",), "npm install -g @microsoft/sarif-multitool@5.7.0"),
 }
 
 
@@ -51,3 +56,22 @@ def require_tool(name: str, why: str = "") -> str:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI must provide it (.ci/run installs it)", pytrace=False)
     pytest.skip(reason)
+
+
+@contextmanager
+def chromium_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
+    """A page of Debian's headless Chromium driven by Playwright (no browser download). Background
+    networking is off: this machine's closed network would refuse its connections at every start."""
+    executable = require_tool("chromium", "the browser tests drive it headless")
+    from playwright.sync_api import sync_playwright  # the dev extra
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--block-floods", action="store_true", help="answer 429 to clients with a rate alert")
     serve.add_argument("--harden", choices=("round", "top1"),
                        help="round or top-1 the scores returned to clients with an extraction alert")
+    serve.add_argument("--shared-state", metavar="URL",
+                       help="redis:// URL: keep per-client detector state there, shared by every replica "
+                            "(overrides [tool.aisp.monitor.shared] url)")
     serve.set_defaults(func=_serve)
 
 
@@ -105,7 +108,7 @@ def _replay(args: argparse.Namespace) -> int:
     from pytest_aisp.monitor.traffic import replay
 
     section, root = load_section(args)
-    monitor = monitor_from_config(section, rootdir=root, metrics=False)
+    monitor = monitor_from_config(section, rootdir=root, metrics=False, shared=False)
     result = replay(monitor, args.log)
     findings = list(result.findings)
     from pytest_aisp.reporters.cli_output import emit, exit_code, render
@@ -136,7 +139,14 @@ def build_sidecar(args: argparse.Namespace) -> Any:
     if not str(args.upstream).startswith(("http://", "https://")):
         raise AispError(f"--upstream must be an http(s) URL, got {args.upstream!r}")
     section, root = load_section(args)
+    if getattr(args, "shared_state", None):
+        section["shared"] = {**dict(section.get("shared") or {}), "url": args.shared_state}
+        section["shared"].pop("url_env", None)
     monitor = monitor_from_config(section, rootdir=root)
+    for detector in monitor.detectors:
+        if getattr(detector, "shared", None) is not None:
+            detector.shared.check()  # a wrong URL fails at start, not as unchecked requests later
+            break
     if args.alerts_log:
         monitor.sinks.append(JsonLinesSink(args.alerts_log))
     if args.webhook:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from pytest_aisp.findings import Severity
+from pytest_aisp.findings import AispError, Severity
 from pytest_aisp.monitor.events import Alert, Event
 from pytest_aisp.monitor.state import LruTable
 
@@ -39,8 +40,11 @@ class Monitor:
     - ``detectors``: objects with ``name`` and ``observe(event) -> list[Alert]``;
     - ``sinks``: callables each alert is passed to (JSON-lines log, webhook ...);
     - ``metrics``: a :class:`~pytest_aisp.monitor.metrics.MonitorMetrics` to count requests and alerts;
-    - ``cooldown_s``: a detector alerting again on the same client within this many seconds
-      (event time) is counted as suppressed, not raised again;
+    - ``cooldown_s``: an alert repeating one already raised within this many seconds (event
+      time) is counted as suppressed, not raised again. Alerts repeat one another when they
+      share detector, rule, client and kind (:attr:`Alert.kinds`): a different attack from the
+      same client is raised. The next alert raised for a key says how many were folded into it
+      (``evidence["folded"]``);
     - ``history``: how many raised alerts :attr:`alerts` keeps.
 
     A detector or sink that raises is logged and counted (:attr:`detector_errors`); the other
@@ -61,7 +65,8 @@ class Monitor:
         self.events_seen = 0
         self.suppressed = 0
         self.detector_errors: dict[str, int] = {}
-        self._last_alert: LruTable[list[float]] = LruTable(max_alert_keys, lambda: [float("-inf")])
+        # Per alert key: [ts of the last raised alert, alerts folded since].
+        self._last_alert: LruTable[list[float]] = LruTable(max_alert_keys, lambda: [float("-inf"), 0.0])
 
     def observe(self, event: Event) -> list[Alert]:
         """Feed one event to every detector; return the alerts raised (after the cooldown)."""
@@ -72,13 +77,16 @@ class Monitor:
         for detector in self.detectors:
             try:
                 found = detector.observe(event)
-            except Exception:  # a broken detector must not break the request it watches
-                log.exception("monitor detector %s failed on an event from %s", detector.name, event.endpoint)
-                self._count_error(detector.name)
+            except Exception as exc:  # a broken detector must not break the request it watches
+                if self._count_error(detector.name):
+                    log.error("monitor detector %s failed on an event from %s (%d failures so far): %s",
+                              detector.name, event.endpoint, self.detector_errors[detector.name], exc,
+                              exc_info=not isinstance(exc, AispError))  # a known failure needs no traceback
                 continue
             for alert in found:
-                if self._fresh(alert):
-                    raised.append(alert)
+                fresh = self._fresh(alert)
+                if fresh is not None:
+                    raised.append(fresh)
         for alert in raised:
             self.alerts.append(alert)
             if self.metrics is not None:
@@ -87,8 +95,10 @@ class Monitor:
                 try:
                     sink(alert)
                 except Exception:
-                    log.exception("monitor alert sink %r failed", sink)
-                    self._count_error(f"sink:{type(sink).__name__}")
+                    name = f"sink:{type(sink).__name__}"
+                    if self._count_error(name):
+                        log.exception("monitor alert sink %r failed (%d failures so far)", sink,
+                                      self.detector_errors[name])
         return raised
 
     def observe_all(self, events: Iterable[Event]) -> list[Alert]:
@@ -105,15 +115,28 @@ class Monitor:
                 return detector
         raise KeyError(f"no detector {name!r}; this monitor has {[d.name for d in self.detectors]}")
 
-    def _fresh(self, alert: Alert) -> bool:
-        last = self._last_alert.get(f"{alert.detector}\x00{alert.client}")
-        if alert.ts - last[0] < self.cooldown_s:
+    def _fresh(self, alert: Alert) -> Alert | None:
+        """The alert to raise (with the count of alerts folded since the last one), or None to fold it."""
+        entries = [self._last_alert.get(f"{alert.detector}\x00{alert.rule_id}\x00{alert.client}\x00{kind}")
+                   for kind in alert.kinds]
+        if all(alert.ts - entry[0] < self.cooldown_s for entry in entries):
             self.suppressed += 1
-            return False
-        last[0] = alert.ts
-        return True
+            for entry in entries:
+                entry[1] += 1
+            return None
+        folded = int(max(entry[1] for entry in entries))
+        for entry in entries:
+            entry[0], entry[1] = alert.ts, 0.0
+        if not folded:
+            return alert
+        return dataclasses.replace(
+            alert, message=f"{alert.message} ({folded} similar alert{'s' if folded > 1 else ''} folded since the "
+            "last one)", evidence={**alert.evidence, "folded": folded})
 
-    def _count_error(self, name: str) -> None:
-        self.detector_errors[name] = self.detector_errors.get(name, 0) + 1
+    def _count_error(self, name: str) -> bool:
+        """Count a failure of ``name``; True when it should be logged (the 1st, 2nd, 4th, 8th ... failure),
+        so that a detector failing on every request cannot flood the logs."""
+        count = self.detector_errors[name] = self.detector_errors.get(name, 0) + 1
         if self.metrics is not None:
             self.metrics.detector_error(name)
+        return count & (count - 1) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pytest_aisp.findings import Severity
 from pytest_aisp.monitor.core import make_alert
@@ -35,7 +36,10 @@ class ErrorDetector:
     - ``min_slow_latency_s``: ... and slower than this is slow;
     - ``max_slow_rate``: largest tolerated share of slow responses in the window;
     - ``auth_failures``: 401/403 responses a client may get within ``auth_window_s`` seconds;
-    - ``max_clients``, ``max_endpoints``: state kept (least recently seen first out).
+    - ``max_clients``, ``max_endpoints``: state kept (least recently seen first out);
+    - ``shared``: a :class:`~pytest_aisp.monitor.shared.RedisState` to keep the per-client 401/403
+      windows in, shared by every replica (None: in this process). Per-endpoint error and latency
+      shares stay per replica; across replicas the Prometheus rules aggregate them.
     """
 
     name = "errors"
@@ -45,7 +49,7 @@ class ErrorDetector:
     def __init__(self, *, window: int = 100, min_events: int = 30, max_error_rate: float = 0.2,
                  latency_z: float = 4.0, min_slow_latency_s: float = 0.25, max_slow_rate: float = 0.3,
                  auth_failures: int = 10, auth_window_s: float = 60.0, max_clients: int = 100_000,
-                 max_endpoints: int = 1_000) -> None:
+                 max_endpoints: int = 1_000, shared: Any = None) -> None:
         if not 0 < max_error_rate < 1 or not 0 < max_slow_rate < 1:
             raise ValueError("max_error_rate and max_slow_rate must lie between 0 and 1")
         self.window = int(window)
@@ -56,6 +60,7 @@ class ErrorDetector:
         self.max_slow_rate = float(max_slow_rate)
         self.auth_failures = int(auth_failures)
         self.auth_window_s = float(auth_window_s)
+        self.shared = shared
         self._endpoints: LruTable[_EndpointHealth] = LruTable(max_endpoints, lambda: _EndpointHealth(self.window))
         self._auth: LruTable[TimeWindow] = LruTable(
             max_clients, lambda: TimeWindow(self.auth_window_s, self.auth_failures + 1))
@@ -68,23 +73,29 @@ class ErrorDetector:
             alerts.append(make_alert(
                 self, event, f"{event.endpoint} returns server errors for {health.errors.fraction():.0%} "
                 f"of the last {health.errors.size} requests (limit {self.max_error_rate:.0%})", client="*",
-                error_rate=round(health.errors.fraction(), 4), window=health.errors.size))
+                signal="server-errors", error_rate=round(health.errors.fraction(), 4), window=health.errors.size))
         slow = self._is_slow(health, event.latency_s)
         health.slow.add(slow)
         if health.slow.size >= self.min_events and health.slow.fraction() > self.max_slow_rate:
             alerts.append(make_alert(
                 self, event, f"{event.endpoint} is slow: {health.slow.fraction():.0%} of the last "
                 f"{health.slow.size} responses are anomalously slow (baseline {health.latency_mean * 1000:.1f} ms)",
-                client="*", slow_rate=round(health.slow.fraction(), 4),
+                client="*", signal="slow", slow_rate=round(health.slow.fraction(), 4),
                 baseline_latency_s=round(health.latency_mean, 6), latency_s=round(event.latency_s, 6)))
         if event.status in AUTH_FAILURES:
-            failures = self._auth.get(event.client)
-            failures.add(event.ts)
-            if failures.count() > self.auth_failures:
+            if self.shared is None:
+                failures = self._auth.get(event.client)
+                failures.add(event.ts)
+                count = failures.count()
+            else:
+                count = self.shared.window_count("auth", event.client, event.ts, self.auth_window_s,
+                                                 self.auth_failures + 1)
+            if count > self.auth_failures:
                 alerts.append(make_alert(
-                    self, event, f"client {event.client} got {failures.count()} 401/403 responses within "
+                    self, event, f"client {event.client} got {count} 401/403 responses within "
                     f"{self.auth_window_s:g}s (limit {self.auth_failures}): unauthorised access attempts",
-                    severity=Severity.HIGH, auth_failures=failures.count(), window_s=self.auth_window_s))
+                    severity=Severity.HIGH, signal="auth-failures", auth_failures=count,
+                    window_s=self.auth_window_s))
         return alerts
 
     def _is_slow(self, health: _EndpointHealth, latency: float) -> bool:

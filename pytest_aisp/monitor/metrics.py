@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_aisp.backends import require
-from pytest_aisp.monitor.events import Alert, Event
+from pytest_aisp.monitor.events import UNINSPECTED_REASONS, Alert, Event
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OTHER = "other"
 
 
 class MonitorMetrics:
-    """The ``aisp_*`` metrics: requests, latency, alerts, detector errors and policy actions.
+    """The ``aisp_*`` metrics: requests, latency, uninspected requests, alerts, detector errors and
+    policy actions.
 
     Labels take bounded values only: endpoints beyond ``max_endpoints`` distinct paths count as
     ``other``, status is the HTTP code, detector and severity come from a fixed set. No label
@@ -33,6 +34,9 @@ class MonitorMetrics:
                                    ["detector", "rule", "severity"], registry=self.registry)
         self.detector_errors = prom.Counter("aisp_detector_errors", "Detector or sink failures (the request went on).",
                                             ["detector"], registry=self.registry)
+        self.uninspected = prom.Counter(
+            "aisp_uninspected_requests", "Requests whose bodies the detectors could not read whole (too large, "
+            "unreadable).", ["endpoint", "reason"], registry=self.registry)
         self.policy_actions = prom.Counter("aisp_policy_actions", "Requests blocked or responses hardened.",
                                            ["action"], registry=self.registry)
         self.monitor_seconds = prom.Histogram(
@@ -59,6 +63,9 @@ class MonitorMetrics:
                 self._request_children[key] = children
         children[0].inc()
         children[1].observe(max(event.latency_s, 0.0))
+        for reason in event.uninspected:
+            self.uninspected.labels(endpoint=self.endpoint_label(event.endpoint),
+                                    reason=reason if reason in UNINSPECTED_REASONS else OTHER).inc()
 
     def alert(self, alert: Alert) -> None:
         self.alerts.labels(detector=alert.detector, rule=alert.rule_id, severity=alert.severity.value).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 
 from pytest_aisp.findings import AispError, Severity
@@ -31,7 +32,10 @@ class PromptAttackDetector:
       answer (secrets are read from the environment, never from configuration files);
     - ``allowed_hosts``: hosts that links in answers may point to.
 
-    Alerts carry the signal kinds and the LLM module's details, never a declared secret.
+    Alerts carry the signal kinds and the LLM module's details with every canary and secret
+    replaced by its position (``[redacted canary #1]``): a canary is often a real secret, and
+    alerts travel to logs, webhooks and dashboards. A prompt cut at the middleware's
+    ``max_body`` is scanned as far as it was read (the alert says ``partial``).
     """
 
     name = "prompt"
@@ -54,17 +58,38 @@ class PromptAttackDetector:
                             "(from your secret store) before the monitor starts")
         self._secrets = tuple(os.environ[name] for name in secrets_env)
         self.allowed_hosts = tuple(allowed_hosts)
+        self._redactions = tuple(
+            [(marker, f"[redacted canary #{i + 1}]") for i, marker in enumerate(self.canaries) if marker]
+            + [(marker, f"[redacted secret #{i + 1}]") for i, marker in enumerate(self._secrets) if marker])
+
+    def redact(self, text: str) -> str:
+        """``text`` with every declared canary and secret replaced by its label, also where a detail
+        was cut short inside one (its first characters before ``...``)."""
+        for marker, label in self._redactions:
+            text = re.sub(re.escape(marker), label, text, flags=re.IGNORECASE)  # labels hold no backslash
+            pieces = text.split("...")
+            for index, piece in enumerate(pieces[:-1]):
+                folded = piece.casefold()
+                for size in range(len(marker) - 1, 3, -1):
+                    if folded.endswith(marker[:size].casefold()):
+                        pieces[index] = piece[: len(piece) - size] + label
+                        break
+            text = "...".join(pieces)
+        return text
 
     def observe(self, event: Event) -> list[Alert]:
         alerts: list[Alert] = []
+        partial = "request-too-large" in event.uninspected
         if isinstance(event.features, str) and event.features:
             signals = [s for s in scan_prompt(event.features) if s.kind in self.prompt_kinds]
             if signals:
                 kinds = sorted({s.kind for s in signals})
+                details = [self.redact(s.detail) for s in signals[:3]]
+                extra = {"partial": True} if partial else {}
                 alerts.append(make_alert(
                     self, event, f"prompt from {event.client} carries an attack: {', '.join(kinds)} "
-                    f"({signals[0].detail})", signal="prompt", kinds=kinds,
-                    details=[s.detail for s in signals[:3]]))
+                    f"({details[0]}){' in the part of an oversized body that was read' if partial else ''}",
+                    signal="prompt", kinds=kinds, details=details, **extra))
         if isinstance(event.prediction, str) and event.prediction:
             signals = [s for s in scan_response(event.prediction, secrets=self._secrets, canaries=self.canaries,
                                                 allowed_hosts=self.allowed_hosts)
@@ -72,9 +97,10 @@ class PromptAttackDetector:
             if signals:
                 kinds = sorted({s.kind for s in signals})
                 leak = bool(LEAK_KINDS & set(kinds))
+                details = [self.redact(s.detail) for s in signals[:3]]
                 alerts.append(make_alert(
                     self, event, f"answer to {event.client} {'leaks' if leak else 'carries'} "
-                    f"{', '.join(kinds)} ({signals[0].detail})",
+                    f"{', '.join(kinds)} ({details[0]})",
                     severity=Severity.CRITICAL if leak else Severity.HIGH, signal="response", kinds=kinds,
-                    details=[s.detail for s in signals[:3]]))
+                    details=details))
         return alerts

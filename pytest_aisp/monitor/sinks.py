@@ -33,16 +33,31 @@ class _JsonLines:
 
 
 class JsonLinesSink(_JsonLines):
-    """Appends each alert as one JSON object per line to ``path`` (for log shippers)."""
+    """Appends each alert as one JSON object per line to ``path`` (for log shippers).
+
+    An alert sink: put it in ``Monitor(sinks=...)`` / ``monitor.sinks``. Records carry
+    ``"kind": "alert"``; replay refuses them as traffic.
+    """
 
     def __call__(self, alert: Alert) -> None:
+        if not isinstance(alert, Alert):
+            raise TypeError(f"JsonLinesSink writes alerts, got {type(alert).__name__}: record traffic with EventLog "
+                            "in AispMonitorMiddleware(event_sinks=[...])")
         self._write(alert.to_dict())
 
 
 class EventLog(_JsonLines):
-    """Records each event as one JSON line: a traffic log that ``replay`` and ``aisp monitor replay`` read."""
+    """Records each event as one JSON line: a traffic log that ``replay`` and ``aisp monitor replay`` read.
+
+    An event sink of the middleware: ``AispMonitorMiddleware(app, ..., event_sinks=[EventLog(path)])``.
+    Put in ``monitor.sinks`` by mistake it receives alerts, refuses them (the monitor counts and
+    logs the failing sink) and writes nothing.
+    """
 
     def __call__(self, event: Event) -> None:
+        if not isinstance(event, Event):
+            raise TypeError(f"EventLog records events, got {type(event).__name__}: pass it to "
+                            "AispMonitorMiddleware(event_sinks=[...]), not to monitor.sinks (which receive alerts)")
         self._write(event.to_dict())
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_aisp.findings import Finding, MonitorAlert, Severity
+from pytest_aisp.findings import AispError, Finding, MonitorAlert, Severity
 from pytest_aisp.monitor.core import Monitor
 from pytest_aisp.monitor.events import RULES, Alert, Event, read_events
 from pytest_aisp.recorder import record_findings, record_metric
@@ -62,7 +62,8 @@ def replay(monitor: Monitor, log: str | Path | Iterable[Event]) -> ReplayResult:
     """Feed a traffic log (a JSON-lines path or events) through ``monitor`` in order.
 
     Time comes from the events, so the same log and detectors give the same alerts every run.
-    The alerts are recorded as findings of the running test.
+    The alerts are recorded as findings of the running test. A log holding no events raises
+    ``AispError``: nothing replayed is nothing checked, never a pass.
     """
     source = str(log) if isinstance(log, (str, Path)) else "events"
     events = read_events(log) if isinstance(log, (str, Path)) else iter(log)
@@ -73,6 +74,8 @@ def replay(monitor: Monitor, log: str | Path | Iterable[Event]) -> ReplayResult:
     for event in events:
         alerts.extend(monitor.observe(event))
         count += 1
+    if count == 0:
+        raise AispError(f"{source} holds no traffic events: nothing was replayed, so nothing was checked")
     errors = {name: n - errors_before.get(name, 0) for name, n in monitor.detector_errors.items()
               if n > errors_before.get(name, 0)}
     result = ReplayResult(source=source, events=count, alerts=tuple(alerts), detector_errors=errors,

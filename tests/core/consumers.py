@@ -11,34 +11,22 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from tests.system_tools import require_tool
 
-MULTITOOL_INSTALL = "npm install -g @microsoft/sarif-multitool@5.7.0"
-CHROMIUM_INSTALL = "apt-get install chromium"
 # Jenkins' default Content-Security-Policy for archived files and publishHTML reports.
 JENKINS_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'self';"
-
-
-def missing_tool(what: str, install: str) -> None:
-    """Skip locally, fail under CI, naming the install line."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing in CI; .ci/run installs it ({install})")
-    pytest.skip(f"{what} is not installed ({install}); required when CI is set")
 
 
 def multitool() -> list[str]:
     """The command that runs the SARIF Multitool: its native binary (the npm wrapper goes through a shell,
     which splits the ';' of --rule-kind), else the wrapper."""
-    wrapper = shutil.which("sarif-multitool")
-    if wrapper is None:
-        missing_tool("the SARIF Multitool", MULTITOOL_INSTALL)
+    wrapper = require_tool("sarif-multitool", "validates the SARIF with GitHub's rules")
     package = Path(os.path.realpath(wrapper)).parent
     for native in (package / "node_modules" / "@microsoft" / "sarif-multitool-linux" / "Sarif.Multitool",
                    package.parent / "sarif-multitool-linux" / "Sarif.Multitool"):
@@ -196,20 +184,3 @@ def served_like_jenkins(folder: Path) -> Iterator[str]:
         thread.join(5)
 
 
-@contextmanager
-def chromium_page() -> Iterator[object]:
-    """A page of Debian's headless Chromium driven by Playwright (no browser download)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        missing_tool("Debian's chromium", CHROMIUM_INSTALL)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
-        )
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 900})
-        finally:
-            browser.close()

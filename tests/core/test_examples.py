@@ -19,10 +19,10 @@ import pytest
 from pytest_aisp.baseline import load_baseline
 from pytest_aisp.cli import main
 from pytest_aisp.reporters.findings_json import read_json_report
+from tests.system_tools import chromium_page
 
 from .conftest import ROOT, DemoRun
 from .consumers import (
-    chromium_page,
     indexed_files,
     multitool_problems,
     read_properties,

@@ -18,15 +18,11 @@ from pathlib import Path
 import pytest
 
 from pytest_aisp.baseline import load_baseline
+from tests.system_tools import chromium_page
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 TOKEN = "browser-token"
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"),
-    reason="Debian's chromium is not installed (apt-get install chromium)",
-)
 
 
 def _free_port() -> int:
@@ -63,17 +59,8 @@ def dashboard(history: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if CHROMIUM is None:
-        pytest.fail("CI needs Debian's chromium for the browser tests (apt-get install chromium)")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
-        )
-        yield browser.new_page(viewport={"width": 1200, "height": 800})
-        browser.close()
+    with chromium_page(1200, 800) as opened:
+        yield opened
 
 
 def _shot(page, tmp_path: Path, name: str) -> None:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.system_tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "fixtures" / "monitor" / "make_traffic.py"
@@ -63,3 +69,43 @@ def reference(traffic):
 @pytest.fixture(scope="session")
 def meta(traffic) -> dict:
     return json.loads(traffic["meta"].read_text())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A throwaway Redis server started from the installed binary on a free loopback port."""
+    binary = require_tool("redis-server", "the shared-state tests start a throwaway server")
+    import redis  # the redis extra (in "all")
+    folder = tmp_path_factory.mktemp("redis")
+    for _ in range(3):  # the free port may be taken between choosing and binding it
+        port = _free_port()
+        process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--logfile", str(folder / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 15
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                time.sleep(0.05)
+        else:
+            process.kill()
+            process.wait(10)
+            continue
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            client.close()
+            process.terminate()
+            process.wait(10)
+        return
+    pytest.fail(f"redis-server did not start; see {folder / 'redis.log'}")

@@ -200,3 +200,57 @@ def test_webhook_down_is_counted_not_raised(caplog):
     assert webhook.flush(10)
     webhook.close()
     assert webhook.failed == 1 and webhook.sent == 0
+
+
+class Slow:
+    """A detector that takes 200 ms an event (a shared store far away)."""
+
+    name = "slow"
+
+    def observe(self, event):
+        import time
+
+        time.sleep(0.2)
+        return []
+
+
+def test_background_monitoring_keeps_requests_off_the_detectors():
+    """In the background the requests never wait on the detectors; the verdicts are those of the
+    inline monitor once the worker has caught up; events beyond max_queue are counted unchecked."""
+    inline = Monitor([RateDetector(rate_per_s=0.5, burst=5)])
+    background = Monitor([RateDetector(rate_per_s=0.5, burst=5)])
+    apps = [AispMonitorMiddleware(starlette_app(), monitor=inline, client_key=by_header, timestamp=lambda s: 1.0),
+            AispMonitorMiddleware(starlette_app(), monitor=background, client_key=by_header,
+                                  timestamp=lambda s: 1.0, background=True)]
+    for app in apps:
+        with background_server(app) as base, httpx.Client(base_url=base) as client:
+            for _ in range(12):
+                assert client.post("/predict", json={"inputs": [1, 1, 1]}, headers={"x-client": "bot"}).status_code \
+                    == 200
+        assert app.drain(10)
+    assert [a.to_dict() for a in background.alerts] == [a.to_dict() for a in inline.alerts] != []
+
+    slow = Monitor([Slow()])
+    app = AispMonitorMiddleware(starlette_app(), monitor=slow, background=True, max_queue=3)
+    with background_server(app) as base, httpx.Client(base_url=base) as client:
+        import time
+
+        started = time.perf_counter()
+        statuses = [client.post("/predict", json={"inputs": [1, 1, 1]}).status_code for _ in range(20)]
+        elapsed = time.perf_counter() - started
+    assert statuses == [200] * 20 and elapsed < 20 * 0.2 / 2  # no request waited on the slow detector
+    assert app.drain(10)
+    dropped = slow.detector_errors.get("queue", 0)
+    assert dropped > 0 and slow.events_seen + dropped == 20
+    app.close()
+
+
+def test_monitoring_runs_inline_unless_state_is_shared():
+    assert AispMonitorMiddleware(starlette_app(), monitor=Monitor([RateDetector()])).background is False
+
+    class Shared(RateDetector):
+        pass
+
+    detector = Shared()
+    detector.shared = object()  # any shared store
+    assert AispMonitorMiddleware(starlette_app(), monitor=Monitor([detector])).background is True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import yaml
 
 from pytest_aisp.findings import Severity
 from pytest_aisp.monitor import Alert, Event, Monitor, MonitorMetrics, RateDetector
+from tests.system_tools import require_tool
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pytest_aisp" / "monitor"
 PROMETHEUS = PACKAGE / "prometheus"
@@ -23,12 +23,7 @@ GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$job": ".*"
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing in CI: install Debian's prometheus package (see .ci/run)")
-        pytest.skip("promtool not installed (apt-get install prometheus); required when CI is set")
-    return path
+    return require_tool("promtool", "checks the alert rules and panel queries")
 
 
 def run(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -38,7 +33,7 @@ def run(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_rules_are_valid(promtool):
-    assert "SUCCESS: 12 rules found" in run(promtool, "check", "rules", "rules.yml", cwd=PROMETHEUS).stdout
+    assert "SUCCESS: 19 rules found" in run(promtool, "check", "rules", "rules.yml", cwd=PROMETHEUS).stdout
 
 
 def test_rules_unit_tests_pass(promtool):
@@ -97,6 +92,7 @@ def exported_names() -> set[str]:
     metrics = MonitorMetrics()
     monitor = Monitor([RateDetector(rate_per_s=1, burst=1)], metrics=metrics)
     monitor.observe_all(Event(ts=0.0, client="c", endpoint="/p", status=500, latency_s=0.01) for _ in range(3))
+    monitor.observe(Event(ts=0.0, client="c", endpoint="/p", uninspected=("request-too-large",)))
     metrics.alert(Alert("x", "AISP-MON-RATE", Severity.LOW, "c", "/p", 0.0, "m"))
     metrics.detector_error("x")
     metrics.action("block")
@@ -117,7 +113,27 @@ def test_rule_ids_in_rules_match_the_detectors():
     text = (PROMETHEUS / "rules.yml").read_text()
     ids = set(re.findall(r"AISP-MON-[A-Z-]+", text))
     assert ids == {"AISP-MON-RATE", "AISP-MON-EXTRACTION", "AISP-MON-DRIFT", "AISP-MON-ADVERSARIAL",
-                   "AISP-MON-PROMPT-ATTACK", "AISP-MON-ERRORS", "AISP-MON-UNCHECKED"}
+                   "AISP-MON-PROMPT-ATTACK", "AISP-MON-ERRORS", "AISP-MON-UNCHECKED", "AISP-MON-UNINSPECTED"}
+
+
+def test_every_exported_metric_is_on_the_dashboard():
+    dashboard = DASHBOARD.read_text()
+    families = {re.sub(r"_(total|bucket|count|sum|created)$", "", name) for name in exported_names()}
+    assert all(family in dashboard for family in families), sorted(f for f in families if f not in dashboard)
+
+
+@pytest.mark.parametrize(("alert", "expected", "wrong"), [
+    ("AispUnauthorisedSurge", "summary: \"model: 25% of requests", "summary: \"model: 50% of requests"),
+    ("AispTrafficSpike", "requests across all replicas at 4/s", "requests across all replicas at 2/s"),
+])
+def test_replica_rule_tests_can_fail(promtool, tmp_path, alert, expected, wrong):
+    """The aggregated rules' tests check the summed value: a wrong sum fails them."""
+    shutil.copy(PROMETHEUS / "rules.yml", tmp_path / "rules.yml")
+    tests = (PROMETHEUS / "rules_test.yml").read_text()
+    assert expected in tests
+    (tmp_path / "rules_test.yml").write_text(tests.replace(expected, wrong))
+    done = subprocess.run([promtool, "test", "rules", "rules_test.yml"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0 and alert in done.stdout + done.stderr
 
 
 def test_provisioning_files_are_valid_yaml():

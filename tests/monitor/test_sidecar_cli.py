@@ -179,3 +179,83 @@ def test_replay_subprocess(traffic, config):
                           timeout=120)
     assert done.returncode == 1, done.stderr
     assert {a["rule_id"] for a in json.loads(done.stdout)["alerts"]} == {"AISP-MON-RATE"}
+
+
+class CountingUpstream:
+    """The upstream service, counting what reaches it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        self.bodies.append(await read_body(receive))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def raw_exchange(base: str, data: bytes, *, half_close: bool = False) -> bytes:
+    """Send raw bytes to the server at ``base``; what it answers before closing (or 5 s)."""
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pass
+    return answer
+
+
+SMUGGLED = b"GET /admin HTTP/1.1\r\nHost: x\r\n\r\n"
+AMBIGUOUS = "both Content-Length and Transfer-Encoding"
+
+
+@pytest.mark.parametrize(("request_bytes", "reason"), [
+    (b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n", AMBIGUOUS),
+    (b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n", AMBIGUOUS),
+    (b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+     + f"{len(SMUGGLED):x}".encode() + b"\r\n" + SMUGGLED + b"\r\n0\r\n\r\n", AMBIGUOUS),
+    (b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+     "Invalid HTTP request"),
+])
+def test_sidecar_answers_400_to_ambiguous_or_broken_framing(tmp_path, caplog, request_bytes, reason):
+    """Content-Length with Transfer-Encoding is how requests are smuggled: it used to answer 500
+    (an h11 traceback) when the lengths disagreed, and forward the request when they agreed.
+    Malformed chunks end in a 400 too, with nothing forwarded and nothing raised."""
+    upstream = CountingUpstream()
+    with background_server(upstream) as up:
+        app = build_sidecar(sidecar_args(up, events_log=tmp_path / "events.jsonl"))
+        with background_server(app) as base:
+            answer = raw_exchange(base, request_bytes)
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "events.jsonl").read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert reason.encode() in answer
+    assert upstream.bodies == []
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert json.loads((tmp_path / "events.jsonl").read_text())["status"] == 400
+
+
+def test_sidecar_never_forwards_a_body_cut_short(tmp_path, caplog):
+    """A client that declares 100 bytes, sends 5 and closes: nothing is forwarded, nothing raises
+    (it used to be forwarded with the declared length and end in a 500 with an h11 traceback).
+    The client closed its side, so uvicorn drops the connection before the 400 can be read; the
+    monitor records the refused request."""
+    upstream = CountingUpstream()
+    with background_server(upstream) as up:
+        app = build_sidecar(sidecar_args(up, events_log=tmp_path / "events.jsonl"))
+        with background_server(app) as base:
+            raw_exchange(base, b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello", half_close=True)
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "events.jsonl").read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            fine = httpx.post(base + "/p", content=b"whole body")
+    assert upstream.bodies == [b"whole body"] and fine.status_code == 200
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [json.loads(line)["status"] for line in (tmp_path / "events.jsonl").read_text().splitlines()] == [400, 200]
