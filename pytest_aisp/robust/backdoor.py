@@ -294,9 +294,9 @@ def _clustered(train: np.ndarray, clean: np.ndarray) -> _Scored:
 
     both = np.concatenate([train, clean])
     nb_dims = max(1, min(10, both.shape[1], len(both) - 1))
-    # ART reduces and clusters each entry of the list it is given: here the one class. PCA, not ART's
-    # default FastICA: ICA whitens every component to unit variance, so two-means would weigh a noise
-    # component as much as the one direction that separates two groups.
+    # ART reduces and clusters each entry of the list it is given: here the one class. PCA, as ART's
+    # ActivationDefence uses by default (its cluster_activations function defaults to FastICA, which
+    # whitens every component to unit variance, so two-means would weigh noise like signal).
     clusters = np.asarray(cluster_activations([both], nb_clusters=2, nb_dims=nb_dims, reduce="PCA")[0][0])
     in_train = clusters[: len(train)]
     best = _Scored(np.zeros(len(train), bool), 1.0)

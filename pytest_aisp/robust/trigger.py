@@ -54,6 +54,9 @@ class Trigger:
         return ((1.0 - mask) * x + mask * np.asarray(self.pattern, np.float32)).astype(np.float32)
 
 
+TriggerLike = Trigger | tuple[np.ndarray, np.ndarray] | Callable[[np.ndarray], np.ndarray]
+
+
 @dataclass(frozen=True)
 class ClassTrigger:
     """The smallest trigger the search found for one target class: its mask norm, whether it reached
@@ -92,7 +95,7 @@ def evaluate_trigger(
     model: Any,
     data: Any,
     *,
-    trigger: Trigger | tuple[np.ndarray, np.ndarray] | Callable[[np.ndarray], np.ndarray] | None = None,
+    trigger: TriggerLike | None = None,
     target: int | None = None,
     max_success: float = 0.2,
     search: bool = True,
@@ -171,7 +174,7 @@ def assert_trigger_free(
     model: Any,
     data: Any,
     *,
-    trigger: Trigger | tuple[np.ndarray, np.ndarray] | Callable[[np.ndarray], np.ndarray] | None = None,
+    trigger: TriggerLike | None = None,
     max_success: float = 0.2,
     search: bool | None = None,
     fail_on: Severity | str | None = None,
@@ -283,35 +286,44 @@ def _searched(
     return _Searched(per_class, smallest.anomaly_index, suspect, found.epochs)
 
 
-def _as_stamp(trigger: Any) -> Callable[[np.ndarray], np.ndarray]:
+def stamp_function(trigger: TriggerLike) -> Callable[[np.ndarray], np.ndarray]:
+    """``trigger`` as a function that stamps a batch, checked: a trigger that raises or changes the
+    batch's shape is an ``AispError`` that says so."""
     if isinstance(trigger, Trigger):
-        return trigger.apply
-    if isinstance(trigger, tuple) and len(trigger) == 2:
-        return Trigger(np.asarray(trigger[0]), np.asarray(trigger[1])).apply
-    if callable(trigger):
-        return trigger
-    raise AispError("trigger must be a Trigger, a (mask, pattern) pair, or a callable that stamps a batch")
+        apply = trigger.apply
+    elif isinstance(trigger, tuple) and len(trigger) == 2:
+        apply = Trigger(np.asarray(trigger[0]), np.asarray(trigger[1])).apply
+    elif callable(trigger):
+        apply = trigger
+    else:
+        raise AispError("trigger must be a Trigger, a (mask, pattern) pair, or a callable that stamps a batch")
+
+    def stamp(x: np.ndarray) -> np.ndarray:
+        try:
+            stamped = np.asarray(apply(x), np.float32)
+        except AispError:
+            raise
+        except Exception as exc:
+            raise AispError(f"the trigger failed on a batch of shape {x.shape}: {exc}") from exc
+        if stamped.shape != x.shape:
+            raise AispError(
+                f"the trigger turned inputs of shape {x.shape} into {stamped.shape}; it must keep the shape"
+            )
+        return stamped
+
+    return stamp
 
 
 def _success_rate(
     model: Any,
     x: np.ndarray,
     y: np.ndarray,
-    trigger: Any,
+    trigger: TriggerLike,
     target: int | None,
     nb_classes: int | None,
 ) -> tuple[float, int]:
     access = model_access(model, nb_classes=nb_classes or int(y.max()) + 1)
-    try:
-        stamped = np.asarray(_as_stamp(trigger)(x), np.float32)
-    except AispError:
-        raise
-    except Exception as exc:
-        raise AispError(f"the trigger failed on a batch of shape {x.shape}: {exc}") from exc
-    if stamped.shape != x.shape:
-        raise AispError(
-            f"the trigger turned inputs of shape {x.shape} into {stamped.shape}; it must keep the shape"
-        )
+    stamped = stamp_function(trigger)(x)
     predicted = predict_proba(access, stamped).argmax(axis=1)
     if target is None:
         target = (
