@@ -74,6 +74,8 @@ class Flagged:
     def cell(self, case: Case, class_verdict: bool) -> str:
         if class_verdict and not self.classes:
             return f"pass{self.note}"
+        if class_verdict and not len(self.rows):  # a model-level method (Neural Cleanse) flags no rows
+            return f"**flags {','.join(map(str, self.classes))}**{self.note}"
         planted = case.is_poison[self.rows].sum() if len(self.rows) else 0
         score = (
             f"{len(self.rows)} rows, prec {planted / len(self.rows):.2f}, rec {planted}/{case.is_poison.sum()}"
