@@ -123,8 +123,8 @@ def evaluate_backdoor(
     if method not in METHODS:
         raise AispError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_fraction(max_suspect_fraction, "max_suspect_fraction")
-    if not 0.0 < float(significance) < 1.0:
-        raise AispError(f"significance must be in (0, 1), got {significance!r}")
+    if not isinstance(significance, (int, float)) or not 0.0 < significance < 1.0:
+        raise AispError(f"significance must be a number in (0, 1), got {significance!r}")
     if clean_data is None:
         raise AispError(
             "evaluate_backdoor needs clean_data=(x, y): held-out rows the model was not trained on and that "
@@ -398,12 +398,14 @@ def _findings(
             )
         )
     if unchecked:
+        # fail closed: a class that could not be screened is a finding, and a screen of nothing fails
+        nothing_screened = not per_class
         findings.append(
             Finding(
                 RULE,
-                Severity.LOW,
+                Severity.MEDIUM if nothing_screened else Severity.LOW,
                 f"classes {unchecked} have fewer than {MIN_CLASS_SIZE} training or {MIN_CLEAN_ROWS} clean "
-                "samples and were not screened",
+                "samples and were not screened" + ("; no class was" if nothing_screened else ""),
                 location,
                 evidence={"method": method, "unchecked_classes": unchecked},
             )

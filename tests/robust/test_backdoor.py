@@ -146,6 +146,8 @@ def test_bad_options_are_errors(clean_cnn, poison_fixtures):
         evaluate_backdoor(clean_cnn, data, clean_data=clean, method="nope")
     with pytest.raises(AispError, match="significance"):
         evaluate_backdoor(clean_cnn, data, clean_data=clean, significance=1.5)
+    with pytest.raises(AispError, match="significance"):
+        evaluate_backdoor(clean_cnn, data, clean_data=clean, significance="0.01")
     with pytest.raises(AispError, match="overlays"):
         evaluate_backdoor(clean_cnn, data, clean_data=clean, method="strip", overlays=0)
 
@@ -171,6 +173,14 @@ def test_tiny_and_missing_classes_are_reported_not_crashed(backdoored, poison_fi
     assert {6, 7} <= set(result.unchecked_classes) and 4 not in result.per_class
     assert any(x.severity.value == "low" for x in result.findings)
     assert result.flagged_classes == (target,)
+
+
+def test_a_screen_of_nothing_fails(backdoored, poison_fixtures):
+    model, x, y, _, _ = backdoored["patch"]
+    f = poison_fixtures
+    few = np.concatenate([np.flatnonzero(f.y_test == c)[:4] for c in range(10)])  # 4 clean rows a class
+    with pytest.raises(RobustnessFailure, match="no class was"):
+        assert_no_backdoor(model, (x, y), clean_data=(f.x_test[few], f.y_test[few]))
 
 
 @settings(max_examples=40, deadline=None)
