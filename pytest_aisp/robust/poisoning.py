@@ -24,7 +24,7 @@ from pytest_aisp.findings import AispError, AispFailure, Finding, RobustnessFail
 from pytest_aisp.recorder import current_nodeid, record_findings, record_metric, recording
 from pytest_aisp.robust._access import check_data, model_access, predict_proba
 from pytest_aisp.robust._common import check_fraction, rounded
-from pytest_aisp.robust.trigger import Trigger
+from pytest_aisp.robust.trigger import Trigger, TriggerLike, stamp_function
 from pytest_aisp.verdict import enforce
 
 RULE = "AISP-ROBUST-POISONING"
@@ -77,7 +77,7 @@ def evaluate_poisoning(
     rate: float = 0.05,
     seed: int = 0,
     target: int = 0,
-    trigger: Trigger | None = None,
+    trigger: TriggerLike | None = None,
     max_acc_drop: float = 0.05,
     max_backdoor_success: float = 0.2,
     nb_classes: int | None = None,
@@ -86,6 +86,9 @@ def evaluate_poisoning(
     """Train with ``train_fn`` on clean and on poisoned copies of ``data`` and compare.
 
     ``data`` is ``((x_train, y_train), (x_test, y_test))`` or a mapping with ``train`` and ``test``.
+    ``trigger`` is what ``backdoor`` and ``clean_label`` stamp: a :class:`Trigger`, a ``(mask, pattern)``
+    pair or any callable that stamps a batch (a blend, a warp); a 3x3 square of the largest input value
+    in the bottom-right corner by default.
     Findings: accuracy drop above ``max_acc_drop``; trigger success above ``max_backdoor_success``
     (``backdoor`` and ``clean_label`` only).
     """
@@ -100,7 +103,7 @@ def evaluate_poisoning(
         raise AispError(f"train inputs have shape {x_tr.shape[1:]} but test inputs {x_te.shape[1:]}")
     classes = nb_classes or int(max(y_tr.max(), y_te.max())) + 1
     rng = np.random.default_rng(seed)
-    stamp = trigger or default_trigger(x_tr[0], float(x_tr.max()))
+    stamp = stamp_function(trigger if trigger is not None else default_trigger(x_tr[0], float(x_tr.max())))
     x_p, y_p, rows = _poison(attack, x_tr, y_tr, rate, target, stamp, classes, rng)
     clean_model = _train(train_fn, x_tr, y_tr, "clean")
     poisoned_model = _train(train_fn, x_p, y_p, "poisoned")
@@ -109,7 +112,7 @@ def evaluate_poisoning(
     success = None
     if attack != "label_flip":
         others = y_te != target
-        predicted = predict_proba(model_access(poisoned_model, classes), stamp.apply(x_te[others])).argmax(
+        predicted = predict_proba(model_access(poisoned_model, classes), stamp(x_te[others])).argmax(
             axis=1
         )
         success = float(np.mean(predicted == target))
@@ -185,7 +188,7 @@ def _poison(
     y: np.ndarray,
     rate: float,
     target: int,
-    stamp: Trigger,
+    stamp: Callable[[np.ndarray], np.ndarray],
     classes: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -201,11 +204,11 @@ def _poison(
     rows = rng.choice(pool, size=min(count, len(pool)), replace=False)
     if attack == "backdoor":
         poisoning = require("art.attacks.poisoning", "art")
-        art_attack = poisoning.PoisoningAttackBackdoor(stamp.apply)
+        art_attack = poisoning.PoisoningAttackBackdoor(stamp)
         stamped, labels = art_attack.poison(x[rows], y=np.eye(classes)[np.full(len(rows), target)])
         x_p[rows], y_p[rows] = stamped, np.asarray(labels).argmax(axis=1)
     else:
-        x_p[rows] = stamp.apply(x[rows])
+        x_p[rows] = stamp(x[rows])
     return x_p, y_p, len(rows)
 
 

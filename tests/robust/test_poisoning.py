@@ -23,6 +23,15 @@ def test_plain_pipeline_learns_the_backdoor(poison_script, split):
     assert "recommendations" in info.value.findings[0].evidence
 
 
+def test_any_stamping_function_can_be_the_trigger(poison_script, split):
+    blend = poison_script.BACKDOORS["blend"]  # a noise image mixed in at alpha 0.25, no patch
+    with pytest.raises(RobustnessFailure, match="trigger success") as info:
+        assert_poisoning_resistant(poison_script.train_mlp, split, attack="backdoor", rate=0.1, trigger=blend.stamp)
+    assert info.value.result.backdoor_success > 0.8
+    with pytest.raises(AispError, match="keep the shape"):
+        evaluate_poisoning(poison_script.train_mlp, split, attack="backdoor", trigger=lambda x: x[:, :, :4])
+
+
 def test_screening_pipeline_resists_the_backdoor(poison_script, split):
     result = assert_poisoning_resistant(poison_script.train_screened_mlp, split, attack="backdoor", rate=0.05)
     assert result.backdoor_success < 0.05
