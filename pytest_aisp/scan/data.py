@@ -60,12 +60,6 @@ _ASCII85 = re.compile(r"(?:<~)?[!-uz\r\n]+(?:~>)?")
 _ESCAPED = re.compile(r"(?:\\x[0-9A-Fa-f]{2}|\\[nrt0'\"\\]|[ -~])+")
 _WHITESPACE = re.compile(r"\s+")
 _PICKLE_FIRST_CHARS = "c(]})NIJKLMFGSVXUTCBP\x80\x95\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x96\x82\x83\x84"
-# Text worth parsing as code: it names something that runs code, a command, or a Python internal.
-_CODE_HINT = re.compile(
-    r"\b(?:exec|eval|compile|__import__|execfile|system|popen|spawn\w*|exec[lv]p?e?|subprocess|Popen|pty|socket"
-    r"|ctypes|importlib|import_module|runpy|marshal|pickle|loads|getattr|rmtree|unlink|remove|fork|kill"
-    r"|startfile|__builtins__|__globals__|__subclasses__|open|commands|getoutput)\b")
-
 # --- what counts as running code, in Python source --------------------------------------------
 
 CODE_BUILTINS = frozenset({"exec", "eval", "compile", "__import__", "execfile", "breakpoint"})
@@ -82,8 +76,14 @@ OS_CALLS = frozenset({
     "posix_spawn", "posix_spawnp", "fork", "forkpty", "kill", "killpg", "startfile", "remove", "unlink", "rmdir",
     "removedirs", "truncate", "putenv",
 })
-OTHER_CALLS = frozenset({"shutil.rmtree", "shutil.move", "sys.exit", "signal.signal"})
+OTHER_CALLS = frozenset({"shutil.rmtree"})
 INTERNALS = frozenset({"__builtins__", "__globals__", "__subclasses__", "__import__", "__code__"})
+# Text worth parsing as code names one of the above: source that the checks below flag always does (an
+# alias is made by an import statement that names the module). Underscores separate words here, so that
+# "posix_spawn" names "spawn" too.
+_CODE_WORDS = sorted(CODE_BUILTINS | CODE_MODULES | OS_MODULES | OS_CALLS | INTERNALS | {"open", "getattr"}
+                     | {part for name in OTHER_CALLS for part in name.split(".")}, key=len, reverse=True)
+_CODE_HINT = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, _CODE_WORDS)) + r")(?![A-Za-z0-9])")
 
 
 def dangerous_code(text: str) -> tuple[str, ...]:
@@ -104,15 +104,28 @@ def dangerous_code(text: str) -> tuple[str, ...]:
         return ("source nested too deeply to read",)
 
 
+# Module names that are also everyday variable names: they count as the module only when imported.
+IMPORT_NEEDED = frozenset({"code", "codeop", "commands"})
+
+
 class _CodeReader:
-    """Resolves names through the source's own imports and collects the dangerous calls."""
+    """Resolves names through the source's own imports and collects the dangerous calls. A name the
+    source binds itself (assignment, argument, loop variable ...) is never taken for a module."""
 
     def __init__(self) -> None:
         self.aliases: dict[str, str] = {}
+        self.bound: set[str] = set()
         self.found: list[str] = []
 
     def read(self, tree: ast.AST) -> tuple[str, ...]:
         nodes = list(ast.walk(tree))
+        for node in nodes:
+            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                self.bound.add(node.id)
+            elif isinstance(node, ast.arg):
+                self.bound.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler)):
+                self.bound.add(node.name or "")
         for node in nodes:
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -129,6 +142,11 @@ class _CodeReader:
                 self._add(node.id)
             elif isinstance(node, ast.Attribute) and node.attr in INTERNALS:
                 self._add(f"...{node.attr}")
+            elif isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
+                # a reference counts as well as a call: ``f = eval; f(text)``, ``map(os.system, commands)``
+                name = self.name_of(node)
+                if name is not None and _runs_code(name):
+                    self._add(name)
         return tuple(dict.fromkeys(self.found))[:8]
 
     def _add(self, what: str) -> None:
@@ -138,7 +156,11 @@ class _CodeReader:
         """The dotted name an expression refers to, through the source's imports (``__import__('os')``
         counts as ``os``); None when it is not a plain name."""
         if isinstance(node, ast.Name):
-            return self.aliases.get(node.id, node.id)
+            if node.id in self.aliases:
+                return self.aliases[node.id]
+            if node.id in self.bound or node.id in IMPORT_NEEDED:
+                return f"<local {node.id}>"
+            return node.id
         if isinstance(node, ast.Attribute):
             base = self.name_of(node.value)
             return f"{base}.{node.attr}" if base else None
@@ -205,6 +227,7 @@ class _Walk:
     max_layers: int
     attempts: int = 0
     deepest: bool = False
+    unparsed: bool = False  # code text too long to parse
     seen: set[bytes] = field(default_factory=set)
     found: list[Payload] = field(default_factory=list)
 
@@ -287,12 +310,16 @@ def looks_like_pickle(buffer: bytes | memoryview) -> bool:
 
 
 def find_payloads(value: str | bytes | memoryview, budget: DataBudget,
-                  max_layers: int) -> tuple[list[Payload], bool]:
-    """The pickles and dangerous code ``value`` holds through up to ``max_layers`` decodings; the flag is
-    True when a decoding still went on at the deepest layer (the rest was not checked)."""
+                  max_layers: int) -> tuple[list[Payload], str]:
+    """The pickles and dangerous code ``value`` holds through up to ``max_layers`` decodings, and what
+    could not be checked ("" when everything was): a decoding that went on at the deepest layer, or text
+    that may be code but is longer than ``CODE_MAX_CHARS``."""
     walk = _Walk(budget=budget, max_layers=max_layers)
     _layer(walk, value, ())
-    return walk.found, walk.deepest
+    unchecked = "encoded more than the depth limit" if walk.deepest else ""
+    if walk.unparsed:
+        unchecked = f"text of more than {CODE_MAX_CHARS} characters that may be code was not parsed"
+    return walk.found, unchecked
 
 
 def _layer(walk: _Walk, value: str | bytes | memoryview, chain: tuple[str, ...]) -> None:
@@ -306,7 +333,9 @@ def _layer(walk: _Walk, value: str | bytes | memoryview, chain: tuple[str, ...])
         walk.seen.add(key)
     if looks_like_pickle(raw) or bytes(raw[:6]).startswith((_ZIP_MAGIC, _NPY_MAGIC)):
         walk.found.append(Payload("pickle", chain, bytes(raw)))
-    if text is not None and len(text) <= CODE_MAX_CHARS:
+    if text is not None and len(text) > CODE_MAX_CHARS and "(" in text and _CODE_HINT.search(text):
+        walk.unparsed = True
+    elif text is not None:
         calls = dangerous_code(text)
         if calls:
             walk.found.append(Payload("code", chain, calls=calls))
@@ -528,17 +557,19 @@ def check_value(ctx: ScanContext, value: str | bytes | memoryview, location: str
     key = (value, layers_left) if isinstance(value, str) and len(value) <= CLEAN_CACHE_CHARS else None
     if key is not None and key in _CLEAN:
         return
-    payloads, deepest = find_payloads(value, budget, layers_left)
-    if key is not None and not payloads and not deepest and not budget.exhausted:
+    payloads, unchecked = find_payloads(value, budget, layers_left)
+    if key is not None and not payloads and not unchecked and not budget.exhausted:
         if len(_CLEAN) >= CLEAN_CACHE_SIZE:
             _CLEAN.clear()
         _CLEAN[key] = None
     if budget.exhausted:
         ctx.limit(location, f"data values decode to more than {ctx.limits.max_data_bytes} bytes",
                   where=where)
-    if deepest:
+    if unchecked.startswith("encoded"):
         ctx.limit(location, f"a data value ({where}) is encoded more than {ctx.limits.max_data_depth} layers "
                   "deep", where=where)
+    elif unchecked:
+        ctx.limit(location, f"a data value ({where}): {unchecked}", where=where)
     for payload in payloads:
         if payload.kind == "code":
             _report_code(ctx, payload, location, where)

@@ -146,6 +146,8 @@ LOOKALIKES = [
     "pattern = re.compile(r'\\d+')\nvalues = json.loads(text)\n",
     "print('use exec() with care')  # subprocess is mentioned only here",
     "The system prompt is compiled from eval results and popen notes.",
+    "code = tokenizer.decode(ids)\nprint(code.strip())",
+    "def run(os, cmd):\n    return os.system(cmd)  # 'os' is a parameter here, not the module",
 ]
 
 
@@ -169,6 +171,9 @@ CODE_SHAPES = [
     ("open('/etc/cron.d/job', 'w').write('* * * * * root id')", "write mode"),
     ("    if True:\n        import pty\n        pty.spawn('/bin/sh')\n", "pty.spawn"),
     ("importlib.import_module('os').system('id')", "os.system"),
+    ("run = eval\nrun(payload)", "eval"),
+    ("list(map(os.system, ['id', 'uname']))", "os.system"),
+    ("os.posix_spawn('/bin/sh', ['sh'], {})", "os.posix_spawn"),
 ]
 
 
@@ -281,3 +286,12 @@ def test_control_characters_in_names_are_escaped() -> None:
     assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
     assert "\\x1b[2K\\r" in finding.evidence["global"]
 
+
+
+def test_code_text_too_long_to_parse_is_reported_not_skipped() -> None:
+    from pytest_aisp.scan.data import CODE_MAX_CHARS
+
+    padded = "# " + "x" * CODE_MAX_CHARS + "\nexec(payload)\n"
+    result = scan_bytes(pickle.dumps({"hook": padded}), "long.pkl", policy=POLICY)
+    assert [f.rule_id for f in result.findings] == ["AISP-SCAN-LIMIT"]
+    assert "not parsed" in result.findings[0].message
