@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "ScanLimits": "policy",
     "load_policy_file": "policy",
     "default_policy": "policy",
+    "policy_from_settings": "policy",
     "load_model_safely": "loader",
     "LoadedModel": "loader",
     "model_from_settings": "loader",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from pytest_aisp.findings import SEVERITY_NAMES, AispError, Severity
 
@@ -20,19 +19,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fail-on", default=None, metavar="SEVERITY",
                         help="lowest severity that exits 1: " + ", ".join(SEVERITY_NAMES) + " (default medium)")
     parser.add_argument("--policy", default=None, metavar="FILE",
-                        help="scan policy TOML (allow/deny/limits); default [tool.aisp.scan] of ./pyproject.toml")
+                        help="scan policy TOML (allow/deny/limits); default: [tool.aisp.scan] of the project's "
+                             "pyproject.toml or aisp.toml (found above the working directory)")
     parser.add_argument("--output", "-o", default=None, metavar="FILE", help="write the report here, not stdout")
     parser.set_defaults(func=run_scan)
 
 
 def _policy(args: argparse.Namespace) -> object:
-    from pytest_aisp.config import read_tool_table
-    from pytest_aisp.scan.policy import load_policy_file, policy_from_mapping
+    """``--policy FILE``, else the project's configured policy (``[tool.aisp.scan]``, ``AISP_FAIL_ON`` ...),
+    the same one ``scan_artifact`` and ``assert_safe_artifact`` use by default."""
+    from pytest_aisp.config import SettingError, settings_for_cli
+    from pytest_aisp.scan.policy import load_policy_file, policy_from_settings
 
     if args.policy:
         return load_policy_file(args.policy)
-    table = read_tool_table(Path.cwd()).get("scan")
-    return policy_from_mapping(table, source="[tool.aisp.scan]") if isinstance(table, dict) else None
+    try:
+        settings = settings_for_cli({})
+    except (SettingError, UnicodeDecodeError) as exc:
+        raise AispError(f"cannot read the project's configuration: {exc}") from None
+    return policy_from_settings(settings)
 
 
 def run_scan(args: argparse.Namespace) -> int:
@@ -51,11 +56,14 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 def render_text(result: object) -> str:
-    """A plain report: one line per file, its findings indented, then the summary."""
+    """A plain report: one line per file, its findings indented, then the summary. Names read from files
+    are already escaped (no terminal control characters), and so are the paths printed here."""
+    from pytest_aisp.scan.context import printable
+
     lines = []
     for file in result.files:  # type: ignore[attr-defined]
         status = "clean" if not file.findings else f"{len(file.findings)} finding(s)"
-        lines.append(f"{file.path} [{file.format}] {status} ({file.bytes_read}/{file.size} bytes read)")
+        lines.append(f"{printable(file.path)} [{file.format}] {status} ({file.bytes_read}/{file.size} bytes read)")
         for finding in sorted(file.findings, key=lambda f: -f.severity.rank):
             lines.append(f"  {finding.one_line()}")
     summary = result.to_dict()["summary"]  # type: ignore[attr-defined]

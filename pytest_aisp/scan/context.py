@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,23 @@ from pytest_aisp.scan.rules import LIMIT, RULES_BY_ID, UNSCANNABLE
 
 # Evidence strings are cut to this many characters: findings stay small in every report.
 EVIDENCE_CHARS = 200
+# Name given to ``scan_nested`` for a value a later ``pickle.loads`` reads: one stream, the rest ignored.
+LOADS_NAME = "<pickle.loads>"
+
+
+# Control characters (terminal escapes, carriage returns, bidi overrides) in names read from a file.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def short(text: str, limit: int = EVIDENCE_CHARS) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\x1b``): a name read from a hostile file
+    must not move the cursor, clear a line or reorder text in a terminal or a report."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 @dataclass
@@ -33,6 +46,10 @@ class ScanContext:
     formats: list[str] = field(default_factory=list)
     # Set by the engine: scan ``data`` (a member or decompressed stream) found at ``location``.
     nested: Callable[[ScanContext, Any, str, int, str], str] | None = None
+    # Payloads carried as data: the byte budget shared by the whole file, and how many decoding
+    # layers and pickle stages lie between the file and what this context scans.
+    data_budget: Any = None
+    data_depth: int = 0
 
     @property
     def limits(self) -> Any:
@@ -42,9 +59,9 @@ class ScanContext:
             severity: Severity | str | None = None) -> None:
         """Add a finding of ``rule_id`` (at its default severity unless one is given)."""
         rule = RULES_BY_ID[rule_id]
-        evidence = {k: (short(v) if isinstance(v, str) else v) for k, v in (evidence or {}).items()}
+        evidence = {k: (printable(short(v)) if isinstance(v, str) else v) for k, v in (evidence or {}).items()}
         finding = Finding(rule_id=rule_id, severity=Severity.parse(severity or rule.severity),
-                          message=message, location=location, evidence=evidence)
+                          message=printable(message), location=printable(location), evidence=evidence)
         if finding not in self.findings:
             self.findings.append(finding)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from typing import Any
 from pytest_aisp.findings import AispError, Finding, Severity, UnsafeArtifact, max_severity
 from pytest_aisp.recorder import record_findings, record_metric
 from pytest_aisp.scan import archives, keras, protobuf, rules, tensors
-from pytest_aisp.scan.context import ScanContext
+from pytest_aisp.scan.context import LOADS_NAME, ScanContext
+from pytest_aisp.scan.data import check_value, walk_strings
 from pytest_aisp.scan.detect import EXTENSION_CLAIMS, TEXT_EXTENSIONS, detect_format
 from pytest_aisp.scan.pickles import TORCH_LEGACY_STREAMS, looks_like_pickle, scan_pickle
 from pytest_aisp.scan.policy import ScanPolicy, coerce_policy
@@ -98,25 +100,72 @@ class ScanResult:
         }
 
 
-def _iter_files(paths: Iterable[Path]) -> list[tuple[Path, Path | None]]:
-    """Each file to scan, with the directory it was found under (None for a file named directly)."""
-    files: list[tuple[Path, Path | None]] = []
+@dataclass(frozen=True)
+class _Entry:
+    """Something to scan: a file (or FIFO, socket, device, link) and the directory it was found under,
+    or a directory that could not be listed (``unlisted`` says why)."""
+
+    path: Path
+    root: Path | None
+    unlisted: str = ""
+
+
+def _iter_files(paths: Iterable[Path]) -> list[_Entry]:
+    """Every entry to scan under ``paths``. Directories recurse (links to directories are not followed);
+    every non-directory is an entry, so a FIFO, socket or device is reported, never silently left out."""
+    entries: list[_Entry] = []
     for path in paths:
-        if path.is_dir():
-            files.extend((p, path) for p in sorted(path.rglob("*")) if p.is_file() or p.is_symlink())
+        if path.is_dir() and not path.is_symlink():
+            found = _walk(path, path)
+            if not found:
+                raise AispError(f"nothing to scan: the directory {path} holds no files")
+            entries.extend(found)
         elif path.exists() or path.is_symlink():
-            files.append((path, None))
+            entries.append(_Entry(path, None))
         else:
             raise AispError(f"{path} does not exist; pass model files or directories to scan")
-    return files
+    return entries
+
+
+def _walk(folder: Path, root: Path) -> list[_Entry]:
+    try:
+        with os.scandir(folder) as listing:
+            children = sorted(listing, key=lambda entry: entry.name)
+    except OSError as exc:
+        return [_Entry(folder, root, unlisted=f"cannot list directory: {exc.strerror or exc}")]
+    entries: list[_Entry] = []
+    for child in children:
+        path = Path(child.path)
+        try:
+            is_dir = child.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        entries.extend(_walk(path, root) if is_dir else [_Entry(path, root)])
+    return entries
+
+
+def _special_kind(path: Path) -> str | None:
+    """What a non-regular file is (``FIFO (named pipe)``, ``socket`` ...), or None for a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    for test, kind in ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISDIR, "directory (reached through a link)")):
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "special file"
 
 
 def scan_artifact(path_or_paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
                   policy: PolicyLike = None, fail_on: Severity | str | None = None) -> ScanResult:
     """Scan model files (directories recurse) without running anything in them.
 
-    ``policy`` is a :class:`ScanPolicy`, a ``[tool.aisp.scan]``-shaped dict, or a TOML file path.
-    Findings are recorded on the running test; the result never raises on a finding.
+    ``policy`` is a :class:`ScanPolicy`, a ``[tool.aisp.scan]``-shaped dict, or a TOML file path; by
+    default the project's ``[tool.aisp.scan]`` (``policy_from_settings()``), as ``aisp scan`` uses.
+    Findings are recorded on the running test; the result never raises on a finding. A directory
+    with nothing in it raises :class:`AispError`: nothing scanned is never a pass.
     """
     started = time.perf_counter()
     the_policy = coerce_policy(policy)
@@ -124,7 +173,7 @@ def scan_artifact(path_or_paths: str | os.PathLike[str] | Sequence[str | os.Path
     raw = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
     if not raw:
         raise AispError("scan_artifact needs at least one path")
-    results = tuple(_scan_one(path, the_policy, root) for path, root in _iter_files([Path(p) for p in raw]))
+    results = tuple(_scan_one(entry, the_policy) for entry in _iter_files([Path(p) for p in raw]))
     result = ScanResult(files=results, duration_s=time.perf_counter() - started, fail_on=threshold)
     record_findings(result.findings)
     record_metric("scan_files", len(results))
@@ -133,15 +182,17 @@ def scan_artifact(path_or_paths: str | os.PathLike[str] | Sequence[str | os.Path
 
 
 def assert_safe_artifact(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
-                         policy: PolicyLike = None, fail_on: Severity | str = "medium") -> ScanResult:
-    """Scan ``path`` and raise :class:`UnsafeArtifact` listing each finding at or above ``fail_on``."""
+                         policy: PolicyLike = None, fail_on: Severity | str | None = None) -> ScanResult:
+    """Scan ``path`` and raise :class:`UnsafeArtifact` listing each finding at or above ``fail_on``
+    (default: the policy's threshold, that is ``[tool.aisp.scan] fail_on`` or ``--aisp-fail-on``)."""
     __tracebackhide__ = True
     from pytest_aisp.verdict import enforce
 
     result = scan_artifact(path, policy=policy, fail_on=fail_on)
-    failing = [f for f in result.findings if f.severity >= Severity.parse(fail_on)]
+    threshold = result.fail_on
+    failing = [f for f in result.findings if f.severity >= threshold]
     worst = max_severity(failing)
-    headline = (f"unsafe artifact: {len(failing)} finding(s) at or above {Severity.parse(fail_on).value} "
+    headline = (f"unsafe artifact: {len(failing)} finding(s) at or above {threshold.value} "
                 f"in {len(result.files)} file(s)" + (f", worst {worst.value}" if worst else ""))
     details = ""
     if failing:
@@ -149,7 +200,7 @@ def assert_safe_artifact(path: str | os.PathLike[str] | Sequence[str | os.PathLi
         evidence = first.evidence
         where = f"offset {evidence['offset']}" if "offset" in evidence else ""
         details = f"first: {first.location} {where} {evidence.get('global', '')} -- {first.message}".strip()
-    enforce(result.findings, UnsafeArtifact, headline=headline, result=result, fail_on=fail_on, details=details)
+    enforce(result.findings, UnsafeArtifact, headline=headline, result=result, fail_on=threshold, details=details)
     return result
 
 
@@ -160,7 +211,13 @@ def _resolved(path: Path) -> Path | None:
         return None
 
 
-def _scan_one(path: Path, policy: ScanPolicy, root: Path | None) -> FileResult:
+def _scan_one(entry: _Entry, policy: ScanPolicy) -> FileResult:
+    path, root = entry.path, entry.root
+    if entry.unlisted:
+        ctx = ScanContext(path=path, policy=policy)
+        ctx.unscannable(str(path), f"{entry.unlisted}; nothing in it was scanned")
+        return FileResult(path=str(path), format="directory", findings=tuple(ctx.findings), bytes_read=0,
+                          size=0, members=0, duration_s=0.0, fail_on=policy.fail_on)
     if root is not None and path.is_symlink():
         target, base = _resolved(path), _resolved(root)
         if target is None or base is None or not target.is_relative_to(base):
@@ -216,7 +273,9 @@ def scan_file(path: Path, policy: ScanPolicy, *, raw_tensor_data: bool = False) 
         elif path.is_symlink() and not path.exists():
             ctx.unscannable(location, "dangling symbolic link")
         elif not path.is_file():
-            ctx.unscannable(location, "not a regular file")
+            kind = _special_kind(path) or "not a regular file"
+            fmt = "special"
+            ctx.unscannable(location, f"{kind}: not a regular file, so it was not read", kind=kind)
         else:
             size = path.stat().st_size
             if size > policy.limits.max_file_bytes:
@@ -277,7 +336,7 @@ def _dispatch(ctx: ScanContext, data: Any, location: str, depth: int, name: str,
     if fmt in ("pickle", "torch-legacy"):
         if isinstance(data, mmap.mmap) and len(data) <= IN_MEMORY_PICKLE_BYTES:
             data = data[:]  # every byte of a pickle is read anyway, and bytes index faster than a mapping
-        scan_pickle(ctx, data, location, depth=depth,
+        scan_pickle(ctx, data, location, depth=depth, single=name == LOADS_NAME and fmt == "pickle",
                     streams_expected=TORCH_LEGACY_STREAMS if fmt == "torch-legacy" else None)
         if archives.has_zip_directory(data):
             ctx.add(rules.POLYGLOT, "a pickle with a zip archive at its end: torch.load runs the pickle, "
@@ -309,6 +368,9 @@ def _dispatch(ctx: ScanContext, data: Any, location: str, depth: int, name: str,
         ctx.bytes_read += len(data)
         if config is not None and keras.is_keras_config(config):
             keras.check_keras_config(ctx, config, location)
+        if config is not None:
+            for where, text in walk_strings(config):
+                check_value(ctx, text, location, where, depth)
     elif fmt == "text":
         ctx.bytes_read += min(len(data), 512)
         if Path(name).suffix.lower() not in TEXT_EXTENSIONS and depth > 0 and len(data) > 4096:

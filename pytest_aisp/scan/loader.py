@@ -8,6 +8,7 @@ loaded by unpickling, so they are loaded only when the scan found nothing at all
 from __future__ import annotations
 
 import os
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -16,10 +17,20 @@ from typing import Any
 
 from pytest_aisp.backends import require
 from pytest_aisp.findings import AispError, Severity, UnsafeArtifact
+from pytest_aisp.scan.context import printable
 from pytest_aisp.scan.engine import PolicyLike, ScanResult, scan_artifact
-from pytest_aisp.scan.policy import coerce_policy
+from pytest_aisp.scan.policy import coerce_policy, policy_from_settings
 
 PICKLE_FORMATS = frozenset({"pickle", "gzip", "bz2", "xz", "lzma", "zlib"})
+
+# The supported ways to give a torch model's architecture to a loader that runs no code from the file.
+# Other modules name them in their own messages (a state_dict holds weights only, for instance).
+TORCH_STATE_DICT_ROUTE = ('save the weights (torch.save(model.state_dict(), path), or safetensors) and '
+                          'configure model_class (model_class = "pkg.models:Net") so the architecture is '
+                          'built from your code and the weights are loaded with weights_only=True')
+TORCH_EXPORT_ROUTE = "export the model itself: torch.jit.script(model).save(path), or torch.onnx.export to ONNX"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+) was not an allowed global")
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,7 @@ def load_model_safely(path: str | os.PathLike[str], *, device: str = "cpu", poli
     __tracebackhide__ = True
     from pytest_aisp.verdict import enforce
 
-    the_policy = coerce_policy(policy)
+    the_policy = coerce_policy(policy)  # default: the project's [tool.aisp.scan], as scan_artifact uses
     model_path = Path(path)
     if not model_path.is_file():
         raise AispError(f"model file {model_path} does not exist or is not a file")
@@ -78,10 +89,8 @@ def _load(path: Path, kind: str, device: str) -> tuple[Any, str]:
         torch = require("torch", "torch")
         try:
             return torch.load(path, map_location=device, weights_only=True), "torch.load(weights_only=True)"
-        except Exception as exc:  # the weights-only unpickler refuses classes: say what to do
-            raise AispError(f"{path} does not load with torch.load(weights_only=True): {exc}. Save a "
-                            "state_dict instead of a whole module, or allowlist the classes with "
-                            "torch.serialization.add_safe_globals") from None
+        except Exception as exc:  # the weights-only unpickler refuses classes: say which ways fit this file
+            raise AispError(torch_refusal_message(path, exc)) from None
     if kind == "torchscript":
         torch = require("torch", "torch")
         with warnings.catch_warnings():
@@ -120,12 +129,25 @@ def _load(path: Path, kind: str, device: str) -> tuple[Any, str]:
                     "use a torch, safetensors, ONNX, numpy, Keras or joblib file")
 
 
+def torch_refusal_message(path: Path, error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a torch file, and the supported ways that fit it.
+
+    Such a file pickles objects of classes (a whole ``nn.Module`` from ``torch.save(model)``), and only
+    unpickling them, which runs code from the file, could rebuild them. torch's own text is not repeated
+    (it carries terminal escape codes and advice to turn the check off); the class it refused is named.
+    """
+    refused = _REFUSED_GLOBAL.search(_ANSI.sub("", str(error)))
+    what = f" (it refused {printable(refused.group(1))})" if refused else ""
+    return (f"{path} pickles whole objects, not only tensors: torch.load(weights_only=True) cannot rebuild "
+            f"them{what}, and unpickling them would run code from the file. Either {TORCH_STATE_DICT_ROUTE}; "
+            f"or {TORCH_EXPORT_ROUTE}")
+
+
 def model_from_settings(settings: Any, *, device: str = "cpu") -> LoadedModel:
-    """``load_model_safely`` for the ``aisp_model`` fixture: ``--aisp-model`` with ``[tool.aisp.scan]``
-    as the policy and ``--aisp-fail-on`` as the threshold."""
+    """``load_model_safely`` for the ``aisp_model`` fixture: ``--aisp-model`` with the project's policy
+    (``[tool.aisp.scan]``, threshold from its ``fail_on`` or ``--aisp-fail-on``)."""
     path = settings.resolve(settings.model)
     if path is None:
         raise AispError("no model configured: set --aisp-model or [tool.aisp] model")
-    section = settings.section("scan")
-    return load_model_safely(path, device=device, policy=dict(section) if section else None,
-                             fail_on=settings.fail_on)
+    policy = policy_from_settings(settings)
+    return load_model_safely(path, device=device, policy=policy, fail_on=policy.fail_on)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import _compat_pickle
 import codecs
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,11 @@ _U2 = struct.Struct("<H").unpack_from
 _F8 = struct.Struct(">d").unpack_from
 
 HIGHEST_PROTOCOL = 5
+PICKLE_OPCODES = frozenset(b"()*.0123FGIJKLMNPQRSTUVXabcdeghijlopqrstu}]\x80\x81\x82\x83\x84\x85\x86\x87"
+                           b"\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98BC")
+# String and bytes constants at least this long are handed to the machine's ``on_data`` hook: the
+# shortest pickle that imports and calls something with an argument is longer.
+MIN_DATA_LENGTH = 12
 KEEP_ITEMS = 256  # container items kept for analysis; bigger containers are summarised
 JOBLIB_WRAPPERS = frozenset({
     "joblib.numpy_pickle.NumpyArrayWrapper",
@@ -199,14 +205,17 @@ def _joblib_array_span(wrapper: Call) -> tuple[bool, int, bool] | None:
 class PickleMachine:
     """Runs one or more pickle streams in ``data[start:end]`` symbolically.
 
-    ``on_limit`` is consulted for stack and memo sizes; ``joblib`` makes ``BUILD`` of a
-    ``NumpyArrayWrapper`` skip the array bytes that joblib writes inline, as joblib's unpickler does.
+    ``joblib`` makes ``BUILD`` of a ``NumpyArrayWrapper`` skip the array bytes that joblib writes inline,
+    as joblib's unpickler does. ``on_data(offset, value)`` sees every string constant and every bytes
+    constant (as a :class:`Blob`) of at least ``MIN_DATA_LENGTH`` characters: payloads carried as data.
     """
 
     def __init__(self, data: Any, *, max_stack: int = 10_000_000, max_memo: int = 10_000_000,
-                 joblib: bool = True, max_inner: int = 10_000, file_mode: bool = False) -> None:
+                 joblib: bool = True, max_inner: int = 10_000, file_mode: bool = False,
+                 on_data: Callable[[int, Any], None] | None = None) -> None:
         self.data = data
         self.file_mode = file_mode
+        self.on_data = on_data
         self.max_stack = max_stack
         self.max_memo = max_memo
         self.joblib = joblib
@@ -241,6 +250,8 @@ class PickleMachine:
         max_stack, max_memo = self.max_stack, self.max_memo
 
         file_mode = self.file_mode
+        on_data = self.on_data
+        min_data = MIN_DATA_LENGTH if on_data is not None else 1 << 62  # one comparison in the hot loop
 
         def need(n: int, at: int) -> None:
             if at + n > end:
@@ -335,6 +346,8 @@ class PickleMachine:
                     if pos > end:
                         raise PickleError("pickle data was truncated", at + 2)
                     stack.append(str(data[pos - n:pos], "utf-8", "surrogatepass"))
+                    if n >= min_data:
+                        on_data(at, stack[-1])
                 elif op == 0x71:  # BINPUT q
                     if file_mode:
                         pos = fix(pos, 1)
@@ -399,6 +412,8 @@ class PickleMachine:
                         pos = fix(pos + 4, n) - 4
                     need(n, pos + 4)
                     stack.append(str(data[pos + 4:pos + 4 + n], "utf-8", "surrogatepass"))
+                    if n >= min_data:
+                        on_data(at, stack[-1])
                     pos += 4 + n
                 elif op == 0x47:  # BINFLOAT G
                     if file_mode:
@@ -459,6 +474,8 @@ class PickleMachine:
                         pos = fix(pos + 1, n) - 1
                     need(n, pos + 1)
                     stack.append(Blob(pos + 1, pos + 1 + n))
+                    if n >= min_data:
+                        on_data(at, stack[-1])
                     pos += 1 + n
                 elif op in (0x42, 0x8E, 0x96):  # BINBYTES B, BINBYTES8, BYTEARRAY8
                     width = 4 if op == 0x42 else 8
@@ -470,6 +487,8 @@ class PickleMachine:
                         pos = fix(pos + width, n) - width
                     need(n, pos + width)
                     stack.append(Blob(pos + width, pos + width + n))
+                    if n >= min_data:
+                        on_data(at, stack[-1])
                     pos += width + n
                 elif op == 0x52:  # REDUCE R
                     args = pop(at)
@@ -591,6 +610,8 @@ class PickleMachine:
                         pos = fix(pos + 8, n) - 8
                     need(n, pos + 8)
                     stack.append(str(data[pos + 8:pos + 8 + n], "utf-8", "surrogatepass"))
+                    if n >= min_data:
+                        on_data(at, stack[-1])
                     pos += 8 + n
                 elif op == 0x55:  # SHORT_BINSTRING U
                     if file_mode:
@@ -601,6 +622,8 @@ class PickleMachine:
                         pos = fix(pos + 1, n) - 1
                     need(n, pos + 1)
                     stack.append(bytes(data[pos + 1:pos + 1 + n]).decode("latin-1"))
+                    if n >= min_data:
+                        on_data(at, stack[-1])
                     pos += 1 + n
                 elif op == 0x54:  # BINSTRING T
                     if file_mode:
@@ -613,6 +636,8 @@ class PickleMachine:
                         pos = fix(pos + 4, n) - 4
                     need(n, pos + 4)
                     stack.append(bytes(data[pos + 4:pos + 4 + n]).decode("latin-1"))
+                    if n >= min_data:
+                        on_data(at, stack[-1])
                     pos += 4 + n
                 elif op == 0x8A:  # LONG1
                     if file_mode:
@@ -664,9 +689,13 @@ class PickleMachine:
                     else:
                         raise PickleError("the STRING opcode argument must be quoted", at)
                     stack.append(codecs.escape_decode(raw)[0].decode("latin-1"))
+                    if len(stack[-1]) >= min_data:
+                        on_data(at, stack[-1])
                 elif op == 0x56:  # UNICODE V
                     raw, pos = read_line(pos)
                     stack.append(raw.decode("raw-unicode-escape"))
+                    if len(stack[-1]) >= min_data:
+                        on_data(at, stack[-1])
                 elif op in (0x67, 0x70):  # GET g, PUT p
                     raw, pos = read_line(pos)
                     try:
@@ -734,6 +763,12 @@ class PickleMachine:
             raise PickleError("joblib array data runs past the end of the file", pos)
         report.skipped_array_bytes += nbytes
         return pos + nbytes
+
+
+def probe_pickle(data: Any, start: int = 0, end: int | None = None) -> StreamReport:
+    """Run one stream without judging it: used to tell a protocol 0/1 pickle from other bytes."""
+    end = len(data) if end is None else end
+    return PickleMachine(data, max_stack=100_000, max_memo=100_000).run(start, end)
 
 
 def _describe(value: Any) -> str:

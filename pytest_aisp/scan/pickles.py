@@ -7,21 +7,22 @@ from typing import Any
 
 from pytest_aisp.scan import rules
 from pytest_aisp.scan.context import ScanContext, short
+from pytest_aisp.scan.data import DataValues, check_pickle_values
 from pytest_aisp.scan.pickle_vm import (
+    PICKLE_OPCODES,
     GlobalRef,
     LimitExceeded,
     PickleMachine,
     StreamReport,
     callable_name,
     embedded_payloads,
+    probe_pickle,
 )
-from pytest_aisp.scan.policy import NESTED_DESERIALIZERS, SCANNED_DESERIALIZERS, judge_global
+from pytest_aisp.scan.policy import NESTED_DESERIALIZERS, RESOLVERS, SCANNED_DESERIALIZERS, judge_global
 
 # Legacy ``torch.save`` starts with this pickle (the magic number 0x1950a86a20f9469cfc6c).
 TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
 TORCH_LEGACY_STREAMS = 5
-PICKLE_OPCODES = frozenset(b"()*.0123FGIJKLMNPQRSTUVXabcdeghijlopqrstu}]\x80\x81\x82\x83\x84\x85\x86\x87"
-                           b"\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98BC")
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,6 @@ def looks_like_pickle(head: bytes) -> bool:
     return len(head) >= 3 and head[0] == 0x80 and 2 <= head[1] <= 5 and head[2] in PICKLE_OPCODES
 
 
-def probe_pickle(data: Any, start: int = 0, end: int | None = None) -> StreamReport:
-    """Run one stream without judging it: used to tell a protocol 0/1 pickle from other bytes."""
-    end = len(data) if end is None else end
-    return PickleMachine(data, max_stack=100_000, max_memo=100_000).run(start, end)
-
-
 def scan_pickle(ctx: ScanContext, data: Any, location: str, *, start: int = 0, end: int | None = None,
                 depth: int = 0, torchscript: bool = False, streams_expected: int | None = None,
                 single: bool = False) -> PickleScan:
@@ -57,7 +52,9 @@ def scan_pickle(ctx: ScanContext, data: Any, location: str, *, start: int = 0, e
     """
     end = len(data) if end is None else end
     limits = ctx.limits
-    machine = PickleMachine(data, max_stack=limits.max_stack, max_memo=limits.max_memo)
+    values = DataValues()  # long string and bytes constants: payloads carried as data are checked last
+    embedded: set[bytes] = set()  # bytes already scanned as a deserializer's argument
+    machine = PickleMachine(data, max_stack=limits.max_stack, max_memo=limits.max_memo, on_data=values.see)
     pos, streams, opcodes = start, 0, 0
     names: list[str] = []
     complete = True
@@ -75,14 +72,14 @@ def scan_pickle(ctx: ScanContext, data: Any, location: str, *, start: int = 0, e
             break
         streams += 1
         opcodes += report.opcodes
-        _judge_stream(ctx, data, report, location, depth, torchscript)
+        embedded |= _judge_stream(ctx, data, report, location, depth, torchscript)
         if report.frame_overruns:
             # file-based loaders read this stream differently: judge what they would import too
             as_file = PickleMachine(data, max_stack=limits.max_stack, max_memo=limits.max_memo,
-                                    file_mode=True).run(pos, end)
+                                    file_mode=True, on_data=values.see).run(pos, end)
             for ref in as_file.globals:
                 ref.opcode += " (as a file-based loader reads it)"
-            _judge_stream(ctx, data, as_file, location, depth, torchscript)
+            embedded |= _judge_stream(ctx, data, as_file, location, depth, torchscript)
         ctx.bytes_read += max(0, (report.end or report.error_offset or pos) - pos - report.skipped_array_bytes)
         if not report.complete:
             complete = False
@@ -96,6 +93,8 @@ def scan_pickle(ctx: ScanContext, data: Any, location: str, *, start: int = 0, e
     if streams > 1 and streams_expected is None:
         ctx.add(rules.PICKLE_CONCATENATED, f"{streams} pickle streams concatenated; each was scanned",
                 location, {"streams": streams})
+    if values.candidates:
+        check_pickle_values(ctx, data, values, location, depth, frozenset(embedded))
     return PickleScan(streams, opcodes, pos, complete, tuple(dict.fromkeys(names)), value)
 
 
@@ -109,10 +108,15 @@ def _report_broken(ctx: ScanContext, report: StreamReport, location: str, stream
 
 
 def _judge_stream(ctx: ScanContext, data: Any, report: StreamReport, location: str, depth: int,
-                  torchscript: bool) -> None:
+                  torchscript: bool) -> set[bytes]:
+    """Judge one stream's globals and calls; return the embedded payloads it scanned."""
     policy = ctx.policy
+    scanned: set[bytes] = set()
     for ref in report.globals:
-        _judge_global(ctx, ref, location, torchscript, policy)
+        if ref.full in RESOLVERS:
+            _judge_resolver(ctx, ref, report, location, torchscript, policy)
+        else:
+            _judge_global(ctx, ref, location, torchscript, policy)
     for offset, what in report.dynamic_globals:
         ctx.add(rules.PICKLE_DYNAMIC_GLOBAL, f"STACK_GLOBAL at offset {offset} imports a name computed at "
                 f"load time ({what})", location, {"offset": offset, "opcode": "STACK_GLOBAL", "operands": what})
@@ -126,11 +130,28 @@ def _judge_stream(ctx: ScanContext, data: Any, report: StreamReport, location: s
     for site in report.calls:
         name = callable_name(site.func)
         if name in NESTED_DESERIALIZERS or name in SCANNED_DESERIALIZERS:
-            _scan_embedded(ctx, data, site, name, location, depth)
+            scanned.update(_scan_embedded(ctx, data, site, name, location, depth))
     for inner in report.inner_streams:
-        _judge_stream(ctx, data, inner, f"{location}#array@{inner.start}", depth, torchscript)
+        scanned |= _judge_stream(ctx, data, inner, f"{location}#array@{inner.start}", depth, torchscript)
         if not inner.complete:
             _report_broken(ctx, inner, location, 1)
+    return scanned
+
+
+def _judge_resolver(ctx: ScanContext, ref: GlobalRef, report: StreamReport, location: str, torchscript: bool,
+                    policy: Any) -> None:
+    """A resolver (numpy's old ``_ufunc_reconstruct(module, name)``) imports what its arguments name: each
+    call with constant names is judged as that global; any other use resolves names nobody can know."""
+    sites = [site for site in report.calls if site.func is ref]
+    constant = [site for site in sites if isinstance(site.args, tuple) and len(site.args) == 2
+                and all(isinstance(a, str) for a in site.args)]
+    if not sites or len(constant) < len(sites):
+        _judge_global(ctx, ref, location, torchscript, policy)
+        return
+    for site in constant:
+        module, name = site.args
+        _judge_global(ctx, GlobalRef(module, name, site.offset, f"{site.opcode} of {ref.full}"), location,
+                      torchscript, policy)
 
 
 def _judge_global(ctx: ScanContext, ref: GlobalRef, location: str, torchscript: bool, policy: Any) -> None:
@@ -146,23 +167,24 @@ def _judge_global(ctx: ScanContext, ref: GlobalRef, location: str, torchscript: 
             {"global": ref.full, "opcode": ref.opcode, "offset": ref.offset, "why": verdict.reason})
 
 
-def _scan_embedded(ctx: ScanContext, data: Any, site: Any, name: str, location: str, depth: int) -> None:
+def _scan_embedded(ctx: ScanContext, data: Any, site: Any, name: str, location: str, depth: int) -> list[bytes]:
     if depth + 1 > ctx.limits.max_pickle_depth:
         ctx.limit(location, f"embedded pickles nested deeper than {ctx.limits.max_pickle_depth}",
                   offset=site.offset)
-        return
+        return []
     payloads = [p for p in embedded_payloads(data, site.args) if len(p) >= 4]
     if not payloads:
         if name in SCANNED_DESERIALIZERS:
             ctx.add(rules.PICKLE_DANGEROUS, f"{name} at offset {site.offset} deserializes bytes computed at load "
                     "time, which cannot be scanned", location, {"global": name, "offset": site.offset})
-        return
+        return []
     for payload in payloads:
         inner_location = f"{location}#embedded@{site.offset}"
         ctx.add(rules.PICKLE_EMBEDDED, f"{name} at offset {site.offset} deserializes {len(payload)} embedded "
                 "bytes; scanned them too", location, {"global": name, "offset": site.offset,
                                                       "bytes": len(payload)})
         ctx.scan_nested(payload, inner_location, depth + 1, "")
+    return payloads
 
 
 def pickle_names(data: Any) -> list[str]:

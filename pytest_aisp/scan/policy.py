@@ -7,6 +7,7 @@ no module named in a file is ever imported to decide anything.
 
 from __future__ import annotations
 
+import builtins
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pytest_aisp.config import SettingError, current_settings
 from pytest_aisp.findings import AispError, Severity
 
 if sys.version_info >= (3, 11):
@@ -45,17 +47,31 @@ DANGEROUS_MODULES: frozenset[str] = frozenset({
     "fcntl", "termios", "tty", "select", "selectors", "syslog", "msvcrt", "winreg", "_winapi", "winsound",
 })
 
+# Builtins that only build or compute on plain data: they call nothing but the special methods of
+# their arguments, which a pickle can only make from allowed classes. Never ``getattr``, ``eval``,
+# ``exec``, ``compile``, ``open``, ``__import__``, ``globals``, ``vars``, ``help``, ``input``,
+# ``breakpoint``, ``type``, ``map``/``filter`` (they call what they are given) or ``print``.
+SAFE_BUILTINS: frozenset[str] = frozenset({
+    "set", "frozenset", "list", "dict", "tuple", "bytearray", "bytes", "complex", "float", "int", "bool", "str",
+    "slice", "range", "object", "NotImplemented", "Ellipsis", "len", "min", "max", "sum", "abs", "round",
+    "divmod", "pow", "sorted", "reversed", "enumerate", "zip", "all", "any", "chr", "ord", "bin", "hex", "oct",
+    # exception classes: making one runs nothing (a pickle cannot raise it)
+    *(name for name, value in vars(builtins).items()
+      if isinstance(value, type) and issubclass(value, BaseException)),
+})
+
 # Names inside denylisted modules that only build plain data (``builtins`` and ``copyreg`` are on the
 # denylist as modules; these of their names are constructors that every protocol 0-2 pickle uses).
 SAFE_EXCEPTIONS: frozenset[str] = frozenset({
     "copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__", "copy_reg._reconstructor",
     "pathlib.PosixPath", "pathlib.PurePosixPath", "pathlib.WindowsPath", "pathlib.PureWindowsPath",
-    "pathlib.Path", "uuid.UUID", "builtins.NotImplemented", "torch.serialization._get_layout",
-    "builtins.set", "builtins.frozenset", "builtins.list", "builtins.dict", "builtins.tuple",
-    "builtins.bytearray", "builtins.bytes", "builtins.complex", "builtins.float", "builtins.int",
-    "builtins.bool", "builtins.str", "builtins.slice", "builtins.range", "builtins.object",
-    "builtins.Ellipsis",
+    "pathlib.Path", "uuid.UUID", "torch.serialization._get_layout",
+    *(f"builtins.{name}" for name in SAFE_BUILTINS),
 })
+
+# Callables that import a module and look a name up in it at load time, given the names as arguments
+# (numpy's pickles of ufuncs before 1.20). A call with constant names is judged as that global.
+RESOLVERS: frozenset[str] = frozenset({"numpy.core._ufunc_reconstruct", "numpy._core._ufunc_reconstruct"})
 
 # Callables that are dangerous wherever they live, by full dotted name.
 DANGEROUS_NAMES: frozenset[str] = frozenset({
@@ -71,6 +87,7 @@ DANGEROUS_NAMES: frozenset[str] = frozenset({
     "keras.saving.load_model", "tensorflow.keras.models.load_model", "tensorflow.saved_model.load",
     "sklearn.externals.joblib.load", "sklearn.utils.fixes.parse_version",
     "pip.main", "pip._internal.main", "cffi.FFI", "asyncio.subprocess", "huggingface_hub.hf_hub_download",
+    *RESOLVERS,  # a resolver is judged by the name it is called with, never allowed as such
 })
 
 # Attribute names that, anywhere in a dotted path, reach code execution or the file system.
@@ -115,6 +132,8 @@ class ScanLimits:
     max_pickles_per_stream: int = 256
     max_header_entries: int = 1_000_000
     max_json_bytes: int = 100_000_000
+    max_data_depth: int = 8  # decoding layers plus pickle stages of a payload carried as data
+    max_data_bytes: int = 256 * 2**20  # bytes that decoding data values may produce, per file
 
 
 @dataclass(frozen=True)
@@ -155,6 +174,7 @@ def default_allowlist() -> frozenset[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
+@lru_cache(maxsize=1)
 def default_policy() -> ScanPolicy:
     """The shipped policy: default allowlist, fail on medium, default limits."""
     return ScanPolicy(allow=default_allowlist())
@@ -181,11 +201,20 @@ def _segments_match(pattern_parts: list[str], parts: list[str]) -> bool:
     return True
 
 
+@lru_cache(maxsize=64)
+def _patterns(names: frozenset[str]) -> tuple[str, ...]:
+    """The wildcard entries of an allow or deny list (a frozenset caches its hash: this lookup is cheap)."""
+    return tuple(entry for entry in names if "*" in entry)
+
+
 def _listed(full: str, names: frozenset[str]) -> bool:
     if full in names:
         return True
+    patterns = _patterns(names)
+    if not patterns:
+        return False
     parts = full.split(".")
-    return any("*" in entry and _pattern_matches(entry, parts) for entry in names)
+    return any(_pattern_matches(entry, parts) for entry in patterns)
 
 
 def judge_global(module: str, name: str, policy: ScanPolicy) -> GlobalVerdict:
@@ -255,23 +284,56 @@ def load_policy_file(path: str | Path) -> ScanPolicy:
     """A policy from a TOML file: ``[tool.aisp.scan]`` (a pyproject.toml), ``[scan]``, or top-level keys."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as exc:
         raise AispError(f"cannot read scan policy {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AispError(f"scan policy {path} is not a TOML file: byte {raw[exc.start]:#04x} at offset "
+                        f"{exc.start} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise AispError(f"scan policy {path} is not valid TOML: {exc}") from None
-    table = data.get("tool", {}).get("aisp", {}).get("scan")
-    if table is None:
+        reason = " ".join(str(exc).split())
+        raise AispError(f"scan policy {path} is not valid TOML: {reason}") from None
+    tool = data.get("tool")
+    if isinstance(tool, Mapping) and "scan" not in data:
+        table = tool.get("aisp", {}).get("scan") if isinstance(tool.get("aisp"), Mapping) else None
+        if table is None:
+            raise AispError(f"scan policy {path} has a [tool] table but no [tool.aisp.scan] in it")
+    else:
         table = data.get("scan", data)
     if not isinstance(table, Mapping):
         raise AispError(f"scan policy {path}: expected a table of allow/deny/fail_on/limits")
     return policy_from_mapping(table, source=str(path))
 
 
+def policy_from_settings(settings: Any = None) -> ScanPolicy:
+    """The policy configured for the project: ``[tool.aisp.scan]`` over the shipped defaults.
+
+    ``settings`` is a :class:`pytest_aisp.config.Settings` (default: ``current_settings()``, the pytest
+    session's or, outside pytest, the project's above the working directory). The threshold is the
+    section's ``fail_on``, unless ``--aisp-fail-on``/``AISP_FAIL_ON`` was given; without either it is the
+    project's ``fail_on`` (medium by default). Every entry point that scans uses this by default.
+    """
+    if settings is None:
+        try:
+            settings = current_settings()
+        except (SettingError, UnicodeDecodeError) as exc:
+            raise AispError(f"cannot read the project's configuration: {exc}") from None
+    section = settings.section("scan")
+    policy = policy_from_mapping(section, source="[tool.aisp.scan]") if section else default_policy()
+    explicit = settings.source_of("fail_on").startswith(("--", "environment"))
+    if "fail_on" not in section or explicit:
+        policy = replace(policy, fail_on=settings.fail_on)
+    return policy
+
+
 def coerce_policy(policy: ScanPolicy | Mapping[str, Any] | str | Path | None) -> ScanPolicy:
-    """Accept a policy object, a table, a TOML path, or None (the shipped default)."""
+    """Accept a policy object, a table, a TOML path, or None (the project's configured policy)."""
     if policy is None:
-        return default_policy()
+        return policy_from_settings()
     if isinstance(policy, ScanPolicy):
         return policy
     if isinstance(policy, Mapping):

@@ -30,6 +30,8 @@ PICKLE_BROKEN = "AISP-SCAN-PICKLE-BROKEN"
 PICKLE_TRAILING = "AISP-SCAN-PICKLE-TRAILING"
 PICKLE_CONCATENATED = "AISP-SCAN-PICKLE-CONCATENATED"
 PICKLE_EMBEDDED = "AISP-SCAN-PICKLE-EMBEDDED"
+DATA_PICKLE = "AISP-SCAN-DATA-PICKLE"
+DATA_CODE = "AISP-SCAN-DATA-CODE"
 UNSCANNABLE = "AISP-SCAN-UNSCANNABLE"
 LIMIT = "AISP-SCAN-LIMIT"
 FORMAT_MISMATCH = "AISP-SCAN-FORMAT-MISMATCH"
@@ -77,6 +79,16 @@ RULES: tuple[Rule, ...] = (
     _rule(PICKLE_EMBEDDED, "info", "A pickle hands embedded bytes to a deserializer (pickle.loads, "
           "torch.load ...); the embedded stream was scanned too and its findings follow.",
           "Judge the embedded stream's own findings."),
+    _rule(DATA_PICKLE, "high", "A string or bytes value in the file (a pickle constant, safetensors, GGUF or "
+          "JSON metadata) is, raw or through layers of hex, base64, base32, base85, escapes or compression, a "
+          "pickle that imports something unsafe. Loading the file does not run it; the later step that "
+          "unpickles the value does. Reported one severity below what the inner pickle's own finding would be "
+          "(high for a dangerous global, medium for an unknown one).",
+          "Do not load the file, or at least never unpickle the value; find out what put a pickle there."),
+    _rule(DATA_CODE, "medium", "A string value in the file (a pickle constant, safetensors, GGUF or JSON "
+          "metadata), raw or decoded, is Python source that calls something that runs code or commands "
+          "(exec, eval, __import__, os.system, subprocess ...). Nothing runs it on load; a later exec does.",
+          "Remove the code from the file; never exec text read from a model file."),
     _rule(UNSCANNABLE, "medium", "Part of the artifact could not be parsed or was skipped (unknown format, "
           "truncated data, encrypted or unsupported zip member): it was not checked.",
           "Provide the file in a supported format, or accept it explicitly in a baseline."),

@@ -4,13 +4,16 @@ numpy ``.npy`` (object arrays are pickles), safetensors headers, GGUF headers an
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
 import struct
+import tokenize
 from typing import Any
 
 from pytest_aisp.scan import rules
 from pytest_aisp.scan.context import ScanContext
+from pytest_aisp.scan.data import check_value, walk_strings
 from pytest_aisp.scan.pickles import scan_pickle
 
 # --- numpy -----------------------------------------------------------------------------------
@@ -40,8 +43,8 @@ def scan_npy(ctx: ScanContext, data: Any, location: str, depth: int) -> None:
     raw = bytes(data[start:start + hlen])
     ctx.bytes_read += start + hlen
     try:
-        header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin-1"))
-    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
+        header = _npy_header(raw.decode("utf-8" if major == 3 else "latin-1"), major)
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError, tokenize.TokenError) as exc:
         ctx.unscannable(location, f"npy header is not a Python literal: {type(exc).__name__}")
         return
     if not isinstance(header, dict) or not {"descr", "fortran_order", "shape"} <= set(header):
@@ -72,6 +75,29 @@ def scan_npy(ctx: ScanContext, data: Any, location: str, depth: int) -> None:
                 location, {"offset": body + count * itemsize})
 
 
+def _npy_header(text: str, major: int) -> Any:
+    """The header dict, read as ``numpy.lib.format`` reads it: a literal, and for versions 1 and 2 (which
+    Python 2 wrote) with the ``L`` of long literals (``(2L, 3L)``) dropped when the literal does not parse."""
+    try:
+        return ast.literal_eval(text)
+    except SyntaxError:
+        if major > 2:
+            raise
+        return ast.literal_eval(_drop_long_suffixes(text))
+
+
+def _drop_long_suffixes(text: str) -> str:
+    """numpy's ``_filter_header``: remove an ``L`` name token that directly follows a number token."""
+    tokens = []
+    after_number = False
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if after_number and token.type == tokenize.NAME and token.string == "L":
+            continue
+        tokens.append(token)
+        after_number = token.type == tokenize.NUMBER
+    return tokenize.untokenize(tokens)
+
+
 def _descr_has_objects(descr: Any) -> bool:
     if isinstance(descr, str):
         return descr.lstrip("<>|=").startswith("O")
@@ -82,14 +108,51 @@ def _descr_has_objects(descr: Any) -> bool:
     return True
 
 
-def _descr_itemsize(descr: Any) -> int | None:
-    import numpy as np  # our own dependency; the descr is data, numpy parses it without running code
+# numpy type codes with a fixed item size, and those whose size follows the code (``<U10``, ``|S5``).
+_FIXED_SIZES = {"?": 1, "b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "q": 8, "Q": 8,
+                "e": 2, "f": 4, "d": 8, "g": 16, "F": 8, "D": 16, "G": 32, "O": 8, "p": 8, "P": 8}
+_SIZED_KINDS = {"b": 1, "u": 1, "i": 1, "f": 1, "c": 1, "S": 1, "a": 1, "V": 1, "U": 4, "m": 1, "M": 1, "O": 1}
+_TYPESTR = re.compile(r"([<>|=]?)([a-zA-Z?])(\d*)(\[[A-Za-z0-9]+\])?")
 
-    try:
-        return int(np.dtype(descr).itemsize) if not isinstance(descr, list) else int(
-            np.dtype([tuple(f) for f in descr]).itemsize)
-    except (TypeError, ValueError, RecursionError):
+
+def _descr_itemsize(descr: Any, depth: int = 0) -> int | None:
+    """The item size of a ``.npy`` ``descr`` (a type string or a structured field list), computed from
+    its text as ``numpy.lib.format.descr_to_dtype`` reads it; None when it is not understood."""
+    if depth > 32:
         return None
+    if isinstance(descr, str):
+        match = _TYPESTR.fullmatch(descr)
+        if match is None:
+            return None
+        kind, digits = match.group(2), match.group(3)
+        if digits:
+            return int(digits) * _SIZED_KINDS[kind] if kind in _SIZED_KINDS else None
+        return _FIXED_SIZES.get(kind)
+    if isinstance(descr, tuple) and len(descr) == 2 and isinstance(descr[1], (tuple, int)):
+        size = _descr_itemsize(descr[0], depth + 1)  # (base, shape): a subarray
+        shape = descr[1] if isinstance(descr[1], tuple) else (descr[1],)
+        if size is None or not all(isinstance(d, int) and d >= 0 for d in shape):
+            return None
+        for dim in shape:
+            size *= dim
+        return size
+    if isinstance(descr, list):
+        total = 0
+        for field in descr:
+            if not isinstance(field, tuple) or len(field) not in (2, 3):
+                return None
+            size = _descr_itemsize(field[1], depth + 1)
+            if size is None:
+                return None
+            if len(field) == 3:
+                shape = field[2] if isinstance(field[2], tuple) else (field[2],)
+                if not all(isinstance(d, int) and d >= 0 for d in shape):
+                    return None
+                for dim in shape:
+                    size *= dim
+            total += size
+        return total
+    return None
 
 
 # --- safetensors -----------------------------------------------------------------------------
@@ -135,6 +198,8 @@ def scan_safetensors(ctx: ScanContext, data: Any, location: str) -> None:
     metadata = header.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         bad("__metadata__ must map strings to strings")
+    for where, text in walk_strings({"__metadata__": metadata, **{k: None for k in header}}):
+        check_value(ctx, text, location, where, 0)
     body = len(data) - 8 - hlen
     spans: list[tuple[int, int, str]] = []
     for name, info in header.items():
@@ -250,6 +315,8 @@ def scan_gguf(ctx: ScanContext, data: Any, location: str) -> None:
             value = reader.value(kind)
             if key.startswith("tokenizer.chat_template") and isinstance(value, str):
                 _check_template(ctx, key, value, location)
+            for where, text in walk_strings(value, key):
+                check_value(ctx, text, location, where, 0)
         for _ in range(tensors):
             reader.string()
             dims = reader.take("<I")

@@ -245,3 +245,12 @@ def test_verbose_header_shows_each_value_source(pytester: pytest.Pytester, monke
         "aisp:   seed = 7 ([[]tool.aisp[]] seed)",
         "aisp:   fail_on = high (environment AISP_FAIL_ON)",
     ])
+
+
+def test_a_binary_aisp_toml_is_a_setting_error_naming_the_file(tmp_path) -> None:
+    """(pytest itself stops on a binary pyproject.toml; aisp.toml and the aisp command are ours to read)"""
+    from pytest_aisp.config import SettingError, resolve_settings
+
+    (tmp_path / "aisp.toml").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(SettingError, match="aisp.toml is not valid TOML"):
+        resolve_settings(tmp_path, {}, {})

@@ -27,7 +27,9 @@ def test_every_benign_file_is_clean(corpus_dir: Path, labels: list[dict]) -> Non
     benign = [s for s in labels if s["label"] == "benign"]
     assert len(benign) >= 40
     result = scan_artifact(corpus_dir / "benign")
-    noisy = [f.one_line() for f in result.findings if f.severity > Severity.INFO]
+    # an object .npy is always reported low (numpy.load needs allow_pickle=True); its pickle must be clean
+    noisy = [f.one_line() for f in result.findings
+             if f.severity > Severity.INFO and f.rule_id != "AISP-SCAN-NUMPY-OBJECT"]
     assert not noisy, "false positives:\n" + "\n".join(noisy)
     assert result.ok
     assert len(result.files) >= len(benign)
@@ -71,6 +73,12 @@ def test_pickle_payload_findings_name_the_global_and_offset(corpus_dir: Path) ->
     ("mal_gguf_billion.gguf", "AISP-SCAN-LIMIT"),
     ("mal_torch_tar_storage.pt", "AISP-SCAN-PICKLE-DANGEROUS"),
     ("mal_torch_tar_pickle.pt", "AISP-SCAN-PICKLE-DANGEROUS"),
+    ("mal_data_raw_bytes.pkl", "AISP-SCAN-DATA-PICKLE"),
+    ("mal_data_hex.pkl", "AISP-SCAN-DATA-PICKLE"),
+    ("mal_data_base64.pkl", "AISP-SCAN-DATA-PICKLE"),
+    ("mal_data_multistage.pkl", "AISP-SCAN-DATA-PICKLE"),
+    ("mal_data_code_exec.pkl", "AISP-SCAN-DATA-CODE"),
+    ("mal_safetensors_code_meta.safetensors", "AISP-SCAN-DATA-CODE"),
 ])
 def test_technique_fires_its_rule(corpus_dir: Path, name: str, rule_id: str) -> None:
     result = scan_artifact(corpus_dir / "malicious" / name)
@@ -138,3 +146,40 @@ def test_findings_are_recorded_on_the_running_test(corpus_dir: Path) -> None:
         result = scan_artifact(corpus_dir / "malicious" / "mal_obj_opcode.pkl")
     assert record.findings == list(result.findings)
     assert record.metrics["scan_files"] == 1
+
+
+def test_multi_stage_payload_names_every_stage(corpus_dir: Path) -> None:
+    result = scan_artifact(corpus_dir / "malicious" / "mal_data_multistage.pkl")
+    (finding,) = result.findings
+    assert finding.severity is Severity.HIGH and finding.evidence["global"].endswith(".system")
+    assert finding.evidence["path"].count("|") == 2 and "base64" in finding.evidence["path"]
+
+
+@pytest.mark.parametrize("name", ["benign_safe_builtins.pkl", "benign_safe_builtins_proto0.pkl",
+                                  "benign_future_feature.pkl", "benign_future_by_name.pkl",
+                                  "benign_numpy_old_names.pkl", "benign_py2_header.npy",
+                                  "benign_data_strings.pkl", "benign_safetensors_metadata.safetensors"])
+def test_once_flagged_benign_files_are_clean(corpus_dir: Path, name: str) -> None:
+    assert scan_artifact(corpus_dir / "benign" / name).findings == ()
+
+
+def test_old_numpy_object_array_is_only_the_object_array_note(corpus_dir: Path) -> None:
+    result = scan_artifact(corpus_dir / "benign" / "benign_numpy_old_object_array.npy")
+    assert [f.rule_id for f in result.findings] == ["AISP-SCAN-NUMPY-OBJECT"] and result.ok
+
+
+def test_benign_corpus_files_really_load(corpus_dir: Path) -> None:
+    """The once-flagged benign files are what their loaders accept (not hand-made oddities)."""
+    import pickle
+    import warnings
+
+    import numpy as np
+
+    benign = corpus_dir / "benign"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy warns that a Python 2 header needed extra parsing
+        assert np.load(benign / "benign_py2_header.npy").shape == (2, 3)
+        assert np.load(benign / "benign_numpy_old_object_array.npy", allow_pickle=True)[0] == {"label": "cat"}
+    for name in ("benign_safe_builtins.pkl", "benign_safe_builtins_proto0.pkl", "benign_future_feature.pkl",
+                 "benign_future_by_name.pkl", "benign_numpy_old_names.pkl"):
+        assert pickle.loads((benign / name).read_bytes())

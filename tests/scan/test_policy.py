@@ -106,3 +106,37 @@ def test_bad_policy_raises_aisp_error(tmp_path: Path) -> None:
         policy_from_mapping({"alow": []})
     with pytest.raises(AispError, match="does not exist"):
         scan_artifact(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("name", ["len", "min", "max", "range", "slice", "complex", "set", "frozenset", "bytearray",
+                                  "sum", "abs", "sorted", "ValueError", "KeyError"])
+def test_builtins_that_only_build_data_are_allowed(name: str) -> None:
+    policy = ScanPolicy(allow=default_allowlist())
+    assert judge_global("builtins", name, policy).kind == "allowed"
+
+
+@pytest.mark.parametrize("name", ["getattr", "setattr", "eval", "exec", "compile", "open", "__import__", "globals",
+                                  "vars", "input", "breakpoint", "help", "type", "map", "filter", "print",
+                                  "memoryview", "super", "delattr", "locals", "exit"])
+def test_builtins_that_can_run_code_stay_dangerous(name: str) -> None:
+    assert judge_global("builtins", name, ScanPolicy(allow=default_allowlist())).kind == "dangerous"
+
+
+def test_future_features_and_old_numpy_names_are_allowed() -> None:
+    import __future__
+
+    policy = ScanPolicy(allow=default_allowlist())
+    for feature in __future__.all_feature_names:
+        assert judge_global("__future__", feature, policy).kind == "allowed", feature
+    assert judge_global("__future__", "_Feature", policy).kind == "allowed"
+    assert judge_global("__future__", "__builtins__", policy).kind == "dangerous"
+    for name in ("numpy.core._internal._reconstruct", "numpy.core.multiarray._reconstruct",
+                 "numpy.core.multiarray.scalar", "numpy.random.__RandomState_ctor"):
+        module, _, attr = name.rpartition(".")
+        assert judge_global(module, attr, policy).kind == "allowed", name
+    assert judge_global("numpy.core", "_ufunc_reconstruct", policy).kind == "dangerous"
+
+
+def test_allowlist_is_not_built_from_the_scored_corpus() -> None:
+    script = (Path(__file__).resolve().parents[2] / "fixtures" / "scan" / "build_allowlist.py").read_text()
+    assert "import make_corpus" not in script and "from make_corpus" not in script and "write_benign" not in script
