@@ -153,7 +153,8 @@ def bench_startup(tmp: Path, checkpoint: Path, lines: list[str], repeat: int) ->
             engine, anchor = timings["engine"][0], timings["modelscan"][0]
             lines.append(row(f"{label}, scan subcommand alone (baseline) vs modelscan", engine, anchor))
             lines.append(f"    the scan engine and its subcommand alone take {engine / anchor:.2f} of modelscan's "
-                         "time: the rest of `aisp scan` is the other subcommands the command imports")
+                         "time; the whole `aisp scan` adds only the command's own start (it imports no other "
+                         "subcommand)")
         ours = timings["ours"][0]
         for anchor_name in ("modelscan", "modelscan tuned"):
             anchor = timings.get(anchor_name, (None, None))[0]
