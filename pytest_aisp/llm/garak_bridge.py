@@ -33,6 +33,7 @@ from pytest_aisp.llm.endpoint import LLMEndpoint
 from pytest_aisp.llm.judge import echo_only, says_phrase
 from pytest_aisp.llm.probing import (
     WORST_KEPT,
+    Attempt,
     LLMProbeResult,
     ProbeStats,
     Transcript,
@@ -112,10 +113,14 @@ def generator_config(endpoint: LLMEndpoint, timeout: float) -> dict[str, Any]:
     headers.update({name: _expand(value, f"header {name}") for name, value in endpoint.headers.items()})
     if endpoint.api == "openai":
         template: Any = {"model": endpoint.model, "messages": [{"role": "user", "content": "$INPUT"}]}
+        if endpoint.max_tokens is not None:
+            template["max_tokens"] = int(endpoint.max_tokens)
+        if endpoint.temperature is not None:
+            template["temperature"] = float(endpoint.temperature)
         path = endpoint.response_path or "$.choices[0].message.content"
     else:
         # garak sends one user turn: no system prompt, a fixed session, the input as the only history.
-        template = _garak_template(endpoint.request_template)
+        template = _garak_template(endpoint.request_template, endpoint)
         path = endpoint.response_path
     if not path.startswith("$"):
         path = "$." + path
@@ -126,15 +131,18 @@ def generator_config(endpoint: LLMEndpoint, timeout: float) -> dict[str, Any]:
     }}}
 
 
-def _garak_template(template: Any) -> Any:
+def _garak_template(template: Any, endpoint: LLMEndpoint) -> Any:
     if isinstance(template, str):
         if template == "$HISTORY":
             return [{"role": "user", "content": "$INPUT"}]
-        return template.replace("$SYSTEM", "").replace("$SESSION", "garak")
+        if template in ("$MAX_TOKENS", "$TEMPERATURE"):
+            return endpoint.max_tokens if template == "$MAX_TOKENS" else endpoint.temperature
+        return template.replace("$SYSTEM", "").replace("$SESSION", "garak").replace(
+            "$MAX_TOKENS", str(endpoint.max_tokens)).replace("$TEMPERATURE", str(endpoint.temperature))
     if isinstance(template, Mapping):
-        return {k: _garak_template(v) for k, v in template.items()}
+        return {k: _garak_template(v, endpoint) for k, v in template.items()}
     if isinstance(template, list):
-        return [_garak_template(v) for v in template]
+        return [_garak_template(v, endpoint) for v in template]
     return template
 
 
@@ -274,23 +282,32 @@ def stats_from_report(
             raise AispError(f"garak's report has no evaluated attempts for {probe}: the probe did not run "
                             "(is the name right? see `python -m garak --list_probes`)")
         hit_transcripts = []
-        for entry in attempts:
+        records = []
+        for index, entry in enumerate(attempts):
             prompt = _attempt_prompt(entry)
             outputs = _attempt_outputs(entry)
-            hit_indexes = [i for i in _hit_outputs(entry) if i < len(outputs)]
-            if echo_aware:
-                triggers = (entry.get("notes") or {}).get("triggers") or ()
-                hit_indexes = [i for i in hit_indexes if not is_echo(prompt, outputs[i], triggers)]
+            raw = [i for i in _hit_outputs(entry) if i < len(outputs)]
+            triggers = (entry.get("notes") or {}).get("triggers") or ()
+            hit_indexes = [i for i in raw if hit_stands(prompt, outputs[i], triggers)] if echo_aware else raw
+            shown = outputs[hit_indexes[0] if hit_indexes else 0] if outputs else ""
+            turns = (Turn(0, "user", _cut(endpoint.redact(prompt))), Turn(0, "assistant", _cut(endpoint.redact(shown))))
+            detectors = ", ".join(sorted(entry.get("detector_results") or {}))
             if hit_indexes:
-                output = outputs[hit_indexes[0]]
-                turns = (Turn(0, "user", _cut(endpoint.redact(prompt))),
-                         Turn(0, "assistant", _cut(endpoint.redact(output))))
-                detectors = ", ".join(sorted(entry.get("detector_results") or {}))
-                hit_transcripts.append(Transcript(turns, f"garak {entry.get('probe_classname')} ({detectors})"))
+                reason = f"garak {entry.get('probe_classname')} ({detectors})"
+            elif raw:
+                reason = f"garak {entry.get('probe_classname')} ({detectors}) scored it, but the output only " \
+                         "echoes, translates or reports the prompt"
+            else:
+                reason = ""
+            transcript = Transcript(turns, reason)
+            if hit_indexes:
+                hit_transcripts.append(transcript)
+            records.append(Attempt(index, transcript, Transcript(()), bool(hit_indexes), False,
+                                   leaks=("garak detector hit",) if raw else ()))
         worst = tuple(sorted(hit_transcripts, key=lambda t: t.size)[:WORST_KEPT])
         stats.append(ProbeStats(probe=f"garak.{probe}", family=family, rule_id=FAMILIES[family].rule_id,
                                 owasp=FAMILIES[family].owasp, attempts=len(attempts), hits=len(hit_transcripts),
-                                controls=0, control_hits=0, worst=worst))
+                                controls=0, control_hits=0, worst=worst, records=tuple(records)))
     return stats
 
 

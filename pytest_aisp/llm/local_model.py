@@ -186,16 +186,21 @@ def serve(gguf: Path | str | None = None, *, host: str = "127.0.0.1", port: int 
           max_tokens_cap: int = 256, threads: int | None = None) -> None:
     """Load the model and serve it in the foreground on a loopback address until interrupted."""
     from pytest_aisp.llm.reference_app import check_loopback
-    from pytest_aisp.serving import run_server
+    from pytest_aisp.serving import _bind
 
     try:
         check_loopback(host)
     except ValueError as exc:
         raise AispError(str(exc)) from None
+    uvicorn = require("uvicorn", EXTRA)
     model = LocalChatModel.load(gguf, threads=threads)
+    sock = _bind(host, port)
+    bound = sock.getsockname()[1]
     print(f"{model.name} loaded in {model.load_seconds:.1f} s; serving "
-          f"http://{host}:{port}/v1/chat/completions (answers capped at {max_tokens_cap} tokens)", flush=True)
-    run_server(make_app(model, max_tokens_cap=max_tokens_cap), host, port, extra=EXTRA)
+          f"http://{host}:{bound}/v1/chat/completions (answers capped at {max_tokens_cap} tokens)", flush=True)
+    config = uvicorn.Config(make_app(model, max_tokens_cap=max_tokens_cap), log_level="warning",
+                            access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @contextlib.contextmanager
