@@ -302,8 +302,7 @@ def stats_from_report(
             transcript = Transcript(turns, reason)
             if hit_indexes:
                 hit_transcripts.append(transcript)
-            records.append(Attempt(index, transcript, Transcript(()), bool(hit_indexes), False,
-                                   leaks=("garak detector hit",) if raw else ()))
+            records.append(Attempt(index, transcript, Transcript(()), bool(hit_indexes), False))
         worst = tuple(sorted(hit_transcripts, key=lambda t: t.size)[:WORST_KEPT])
         stats.append(ProbeStats(probe=f"garak.{probe}", family=family, rule_id=FAMILIES[family].rule_id,
                                 owasp=FAMILIES[family].owasp, attempts=len(attempts), hits=len(hit_transcripts),
