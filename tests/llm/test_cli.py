@@ -149,3 +149,11 @@ def test_serve_reference_from_the_wheel(tmp_path) -> None:
     refused = subprocess.run([*command[:-2], "--host", "0.0.0.0"], capture_output=True, text=True, timeout=30,
                              check=False)
     assert refused.returncode == 2 and "loopback address only" in refused.stderr
+
+
+def test_serve_model_refuses_what_it_cannot_serve(tmp_path, capsys) -> None:
+    # Checked before any model loads: a non-loopback address, a missing GGUF file.
+    assert main(["llm", "serve-model", "--host", "0.0.0.0", "--gguf", str(tmp_path / "m.gguf")]) == 2
+    assert "loopback address only" in capsys.readouterr().err
+    assert main(["llm", "serve-model", "--port", "0", "--gguf", str(tmp_path / "m.gguf")]) == 2
+    assert "m.gguf does not exist" in capsys.readouterr().err
