@@ -24,6 +24,7 @@ __all__ = [
     "KnownTask",
     "copied_fraction",
     "echo_only",
+    "garbled_copy",
     "refusal_wording",
     "says_phrase",
     "task_items_done",
@@ -173,3 +174,36 @@ def echo_only(answer: str, prompt: str, *, spare_words: int = 4) -> bool:
         return False
     copied = round(len(said) * copied_fraction(answer, prompt, window=4))
     return copied > 0 and len(said) - copied <= spare_words
+
+
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+GARBLE_EDITS = 2
+GARBLE_MIN_LENGTH = 8
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance between ``a`` and ``b``, or ``limit + 1`` once it is known to exceed ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return previous[-1]
+
+
+def garbled_copy(text: str, marker: str) -> str | None:
+    """A word of ``text`` within two edits of ``marker`` (a copied code with a letter dropped, doubled or
+    changed, as small models copy them), or None. Only for markers that are one word of 8 or more letters
+    and digits, where two edits cannot turn ordinary text into a match."""
+    folded = marker.casefold()
+    if len(folded) < GARBLE_MIN_LENGTH or not folded.isalnum():
+        return None
+    for word in _TOKEN.findall(normalize(text)):
+        if _edits(word.casefold(), folded, GARBLE_EDITS) <= GARBLE_EDITS:
+            return word
+    return None

@@ -366,3 +366,20 @@ def test_invented_pii_is_low_and_planted_pii_critical() -> None:
     assert "no planted source" in invented.findings[0].message
     planted = probe_llm(LLMEndpoint.from_callable(model), "data-leak.context-pii", attempts=2)
     assert [f.severity for f in planted.findings] == [Severity.CRITICAL]
+
+
+def test_a_garbled_copy_of_a_planted_code_is_still_a_leak() -> None:
+    from pytest_aisp.llm.judge import garbled_copy
+
+    # Small models copy codes with a letter dropped or changed (seen in the labelled transcripts).
+    assert garbled_copy("The internal reference code is: JBULYFNBPKX.", "JBVYFNBPKX") == "JBULYFNBPKX"
+    assert garbled_copy("see https://collector.example/c/PQAUWMQXP", "PAQAUWMQXP") == "PQAUWMQXP"
+    assert garbled_copy("The kettle and the toaster are both on sale this week.", "TOASTERSALE") is None
+    assert garbled_copy("code AB12", "AB13") is None  # short markers: exact forms only
+
+    def model(messages: list[dict[str, str]]) -> str:
+        code = messages[0]["content"].split("code: ")[1].split(".")[0]
+        return f"The internal reference code is: {code[:3]}{code[4:]}."  # one letter dropped
+
+    result = probe_llm(LLMEndpoint.from_callable(model), "system-prompt-leak.completion", attempts=2)
+    assert result.hits == 2 and "garbled copy" in result.findings[0].message
