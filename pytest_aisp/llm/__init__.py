@@ -27,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "LLM_PROBES": "catalogue",
     "LLMProbeResult": "probing",
     "ProbeStats": "probing",
+    "Attempt": "probing",
+    "Planted": "catalogue",
     "probe_llm": "probing",
     "probe_llm_async": "probing",
     "assert_llm_secure": "probing",

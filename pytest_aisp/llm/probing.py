@@ -243,9 +243,6 @@ class Verdict:
     severity: Severity | None = None
 
 
-_Judged = Verdict  # the name earlier versions used
-
-
 def _echo_only(answer: str, canary: str, inputs: str) -> bool:
     """True when every occurrence of ``canary`` in ``answer`` sits inside text copied from the input."""
     start = answer.find(canary)
