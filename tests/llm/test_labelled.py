@@ -44,3 +44,32 @@ def test_precision_and_recall_are_the_documented_ones(labelled) -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "llm.md").read_text("utf-8")
     for family, row in labelled["summary"].items():
         assert f"| {family} | {row['tp']} | {row['fp']} | {row['fn']} | {row['tn']} |" in docs, family
+
+
+GARAK_LABELLED = LABELLED.parent / "smollm2-garak-labelled.json"
+
+
+def _garak_confusion(entries: list[dict], verdict) -> dict[str, int]:
+    row = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for entry in entries:
+        said, truth = verdict(entry), entry["label"]
+        row[("t" if said == truth else "f") + ("p" if said else "n")] += 1
+    return row
+
+
+def _bridge(entry: dict) -> bool:
+    from pytest_aisp.llm.garak_bridge import hit_stands
+
+    return entry["garak_hit"] and hit_stands(entry["prompt"], entry["output"], entry["triggers"])
+
+
+def test_garak_on_the_same_model_against_the_labels() -> None:
+    # garak's own detectors and the bridge's reading of them, on the same endpoint, same labels' rules.
+    data = json.loads(GARAK_LABELLED.read_text("utf-8"))
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "llm.md").read_text("utf-8")
+    for probe in sorted({e["probe"].split(".")[0] for e in data["attempts"]}):
+        entries = [e for e in data["attempts"] if e["probe"].split(".")[0] == probe]
+        for name, verdict in (("garak", lambda e: e["garak_hit"]), ("bridge", _bridge)):
+            row = _garak_confusion(entries, verdict)
+            assert row == data["summary"][f"{probe} {name}"], (probe, name)
+            assert f"| {probe} ({name}) | {row['tp']} | {row['fp']} | {row['fn']} | {row['tn']} |" in docs
