@@ -40,15 +40,14 @@ LATENCY_S = 0.050
 @contextlib.contextmanager
 def app_process(latency_ms: float) -> Iterator[str]:
     """The reference app in its own process (so its threads do not share our interpreter lock)."""
-    app_file = ROOT / "examples" / "llm_app" / "app.py"
-    process = subprocess.Popen([sys.executable, str(app_file), "--port", "0", "--latency-ms", str(latency_ms)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "pytest_aisp.cli", "llm", "serve-reference", "--port", "0",
+                                "--latency-ms", str(latency_ms)], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line.startswith("listening on "):
             raise SystemExit(f"the reference app did not start: {line!r}")
-        yield line.split()[-1]
+        yield line.split()[2]  # "listening on http://127.0.0.1:PORT (weaknesses: ...); chat URL ..."
     finally:
         process.terminate()
         process.wait(timeout=10)

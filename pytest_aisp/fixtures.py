@@ -124,6 +124,18 @@ def llm_endpoint(aisp_config: Settings) -> Any:
 
 
 @pytest.fixture(scope="session")
+def llm_endpoint_factory(aisp_config: Settings) -> Any:
+    """``llm_endpoint_factory(url=None, **options)``: an endpoint from the configured settings
+    (``[tool.aisp.llm]``, ``--aisp-*``) plus overrides, for a URL or option known only at run time."""
+    from pytest_aisp.llm.endpoint import endpoint_from_settings
+
+    def make(url: str | None = None, **options: Any) -> Any:
+        return endpoint_from_settings(aisp_config, url=url, **options)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def artifact_manifest(aisp_config: Settings) -> Any:
     """The artifact manifest from ``--aisp-manifest`` (or ``aisp-manifest.json`` at the rootdir)."""
     _require_option(aisp_config, "artifact_manifest")
@@ -137,5 +149,6 @@ def aisp_monitor(aisp_config: Settings) -> Any:
 
 
 AISP_FIXTURES: frozenset[str] = frozenset(
-    {"aisp_config", "aisp_device", "aisp_seed", "aisp_model", "llm_endpoint", "artifact_manifest", "aisp_monitor"}
+    {"aisp_config", "aisp_device", "aisp_seed", "aisp_model", "llm_endpoint", "llm_endpoint_factory",
+     "artifact_manifest", "aisp_monitor"}
 )

@@ -56,6 +56,9 @@ class LLMEndpoint:
     ``secrets`` strings that must never appear in an answer (``${ENV}`` names are expanded).
     ``attempts`` and ``seed`` are the defaults of probes run against this endpoint (the
     ``llm_endpoint`` fixture takes them from ``[tool.aisp.llm] attempts`` and ``--aisp-seed``).
+    ``max_tokens`` (default 256) and ``temperature`` (default: not sent, the server's own) bound each
+    answer: an OpenAI endpoint gets them as ``max_tokens`` and ``temperature``, a REST template as
+    ``$MAX_TOKENS`` and ``$TEMPERATURE``; None leaves them out.
     """
 
     url: str = ""
@@ -76,6 +79,8 @@ class LLMEndpoint:
     allowed_hosts: tuple[str, ...] = ()
     attempts: int = 3
     seed: int = 0
+    max_tokens: int | None = 256
+    temperature: float | None = None
     fn: ChatFunction | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +97,10 @@ class LLMEndpoint:
             raise AispError('a rest endpoint needs request_template, e.g. {"message": "$INPUT"}')
         if self.concurrency < 1 or self.retries < 0 or self.timeout <= 0 or self.attempts < 1:
             raise AispError("llm endpoint needs concurrency >= 1, retries >= 0, timeout > 0 and attempts >= 1")
+        if self.max_tokens is not None and int(self.max_tokens) < 1:
+            raise AispError(f"llm endpoint max_tokens must be at least 1 (or None), got {self.max_tokens}")
+        if self.temperature is not None and not 0.0 <= float(self.temperature) <= 2.0:
+            raise AispError(f"llm endpoint temperature must be between 0 and 2 (or None), got {self.temperature}")
         template = self.request_template
         if isinstance(template, str):
             try:
@@ -252,6 +261,9 @@ class EndpointClient:
                             f"{self.endpoint.redact(str(exc))[:_FIRST_BYTES]}") from exc
         if not isinstance(answer, str):
             raise AispError(f"{self.endpoint.location} returned {type(answer).__name__}, expected str")
+        if not answer.strip():
+            raise AispError(f"{self.endpoint.location} returned an empty answer, which cannot be judged; "
+                            "an endpoint under test must answer with text")
         return answer
 
     def _request(
@@ -269,6 +281,10 @@ class EndpointClient:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         if ep.api == "openai":
             body: dict[str, Any] = {"model": ep.model, "messages": [m.to_dict() for m in messages]}
+            if ep.max_tokens is not None:
+                body["max_tokens"] = int(ep.max_tokens)
+            if ep.temperature is not None:
+                body["temperature"] = float(ep.temperature)
             if ep.session == "user":
                 body["user"] = conversation.session_id
             return body, headers
@@ -279,6 +295,8 @@ class EndpointClient:
             "$SYSTEM": system,
             "$SESSION": conversation.session_id,
             "$HISTORY": [m.to_dict() for m in messages],
+            "$MAX_TOKENS": ep.max_tokens,
+            "$TEMPERATURE": ep.temperature,
         }
         return _fill_template(ep.request_template, values), headers
 
@@ -334,11 +352,13 @@ class EndpointClient:
         except (KeyError, IndexError, TypeError) as exc:
             raise AispError(f"{ep.location} {self._describe(response)}, where {path} finds nothing ({exc}); "
                             "set response_path to where the answer is") from None
-        if answer is None:
-            return ""
-        if not isinstance(answer, str):
+        if answer is not None and not isinstance(answer, str):
             raise AispError(f"{ep.location} {self._describe(response)}: {path} is a "
                             f"{type(answer).__name__}, not text; set response_path to the answer text")
+        if answer is None or not answer.strip():
+            # Fail closed: an answer with no text cannot show a refusal or a leak; it is unreadable.
+            raise AispError(f"{ep.location} {self._describe(response)}: {path} holds no text (null or empty), "
+                            "so the answer cannot be judged; check the endpoint, or response_path")
         return answer
 
 
@@ -439,7 +459,7 @@ def json_path(data: Any, path: str) -> Any:
 
 _OPTION_NAMES = ("api", "model", "headers", "request_template", "response_path", "session", "session_header",
                  "session_cookie", "timeout", "retries", "backoff", "concurrency", "canaries", "secrets",
-                 "allowed_hosts", "attempts", "seed")
+                 "allowed_hosts", "attempts", "seed", "max_tokens", "temperature")
 
 
 def endpoint_from_config(url: str, config: Mapping[str, Any]) -> LLMEndpoint:
@@ -448,10 +468,10 @@ def endpoint_from_config(url: str, config: Mapping[str, Any]) -> LLMEndpoint:
     for name in _OPTION_NAMES:
         if name in config and config[name] is not None:
             options[name] = config[name]
-    for name in ("timeout", "backoff"):
+    for name in ("timeout", "backoff", "temperature"):
         if name in options:
             options[name] = float(options[name])
-    for name in ("retries", "concurrency", "attempts", "seed"):
+    for name in ("retries", "concurrency", "attempts", "seed", "max_tokens"):
         if name in options:
             options[name] = int(options[name])
     for name in ("canaries", "secrets", "allowed_hosts"):
@@ -462,10 +482,27 @@ def endpoint_from_config(url: str, config: Mapping[str, Any]) -> LLMEndpoint:
     return LLMEndpoint(url=url, **options)
 
 
-def endpoint_from_settings(settings: Any) -> LLMEndpoint:
-    """The ``llm_endpoint`` fixture's endpoint: ``settings.llm_endpoint`` plus ``[tool.aisp.llm]``."""
-    url = settings.llm_endpoint
+def endpoint_from_settings(settings: Any, **overrides: Any) -> LLMEndpoint:
+    """The ``llm_endpoint`` fixture's endpoint: ``settings.llm_endpoint`` plus ``[tool.aisp.llm]``,
+    with ``overrides`` (``url=`` and any :class:`LLMEndpoint` option) on top."""
+    url = overrides.pop("url", None) or settings.llm_endpoint
     if not url:
-        raise AispError("no LLM endpoint configured: set --aisp-llm-endpoint or [tool.aisp] llm_endpoint")
+        raise AispError("no LLM endpoint configured: set --aisp-llm-endpoint, [tool.aisp] llm_endpoint or "
+                        "AISP_LLM_ENDPOINT, or pass url=")
     config = {"seed": settings.seed, **settings.section("llm")}
+    unknown = sorted(set(overrides) - set(_OPTION_NAMES))
+    if unknown:
+        raise AispError(f"unknown llm endpoint option(s) {', '.join(unknown)}; use: {', '.join(_OPTION_NAMES)}")
+    config.update({k: v for k, v in overrides.items() if v is not None})
     return endpoint_from_config(str(url), config)
+
+
+def configured_endpoint(url: str | None = None, *, settings: Any = None, **overrides: Any) -> LLMEndpoint:
+    """An endpoint from the configuration in force (``[tool.aisp.llm]``, the environment, ``--aisp-*``
+    options inside pytest) plus overrides: ``configured_endpoint(url=f"http://127.0.0.1:{port}/v1/chat/completions")``
+    keeps the project's headers, sessions, canaries and attempts for a URL known only at run time."""
+    if settings is None:
+        from pytest_aisp.config import current_settings
+
+        settings = current_settings()
+    return endpoint_from_settings(settings, url=url, **overrides)

@@ -252,5 +252,5 @@ def test_a_binary_aisp_toml_is_a_setting_error_naming_the_file(tmp_path) -> None
     from pytest_aisp.config import SettingError, resolve_settings
 
     (tmp_path / "aisp.toml").write_bytes(b"\xff\xfe\x00binary")
-    with pytest.raises(SettingError, match="aisp.toml is not valid TOML"):
+    with pytest.raises(SettingError, match=r"aisp\.toml is not valid TOML"):
         resolve_settings(tmp_path, {}, {})

@@ -54,25 +54,26 @@ def _entry(rule: str, severity: str, location: str = "app:probe") -> ReportedFin
 
 
 def test_sarif_rules_carry_the_documented_text_and_severity() -> None:
-    sarif = build_sarif([_entry("AISP-LLM-DATA-LEAK", "high", "a"), _entry("AISP-LLM-DATA-LEAK", "critical", "b"),
+    sarif = build_sarif([_entry("AISP-LLM-DATA-LEAK", "critical", "a"), _entry("AISP-LLM-DATA-LEAK", "high", "b"),
                          _entry("AISP-NLP-ADVERSARIAL", "info", "c"), _entry("AISP-SCAN-PICKLE-GLOBAL", "high", "d")])
     run = sarif["runs"][0]
     rules = {r["id"]: r for r in run["tool"]["driver"]["rules"]}
-    assert set(rules) == {"AISP-LLM-DATA-LEAK", "AISP-LLM-DATA-LEAK/critical", "AISP-NLP-ADVERSARIAL/info",
+    assert set(rules) == {"AISP-LLM-DATA-LEAK", "AISP-LLM-DATA-LEAK/high", "AISP-NLP-ADVERSARIAL/info",
                           "AISP-SCAN-PICKLE-GLOBAL"}
     leak = rules["AISP-LLM-DATA-LEAK"]
     doc = rule_doc("AISP-LLM-DATA-LEAK")
-    assert leak["properties"]["security-severity"] == "8.0"
-    assert rules["AISP-LLM-DATA-LEAK/critical"]["properties"]["security-severity"] == "9.5"
+    assert doc.nominal.value == "critical"  # the first severity its docs row names
+    assert leak["properties"]["security-severity"] == "9.5"
+    assert rules["AISP-LLM-DATA-LEAK/high"]["properties"]["security-severity"] == "8.0"
     assert "security-severity" not in rules["AISP-NLP-ADVERSARIAL/info"]["properties"]
-    assert leak["shortDescription"]["text"].startswith("Answers carry emails")
+    assert leak["shortDescription"]["text"].startswith("Answers carry customer data")
     assert "QZ" not in json.dumps(rules)  # nothing of a finding's message leaks into rule text
     assert doc.fix in leak["help"]["markdown"] and "How to fix" in leak["help"]["text"]
     assert leak["helpUri"].endswith("docs/llm.md#probe-families")
     assert "LLM02" in leak["fullDescription"]["text"]
     by_rule = {r["ruleId"]: r for r in run["results"]}
-    assert run["tool"]["driver"]["rules"][by_rule["AISP-LLM-DATA-LEAK/critical"]["ruleIndex"]]["id"] == \
-        "AISP-LLM-DATA-LEAK/critical"
+    assert run["tool"]["driver"]["rules"][by_rule["AISP-LLM-DATA-LEAK/high"]["ruleIndex"]]["id"] == \
+        "AISP-LLM-DATA-LEAK/high"
 
 
 def test_an_undocumented_rule_gets_honest_metadata() -> None:
@@ -86,11 +87,11 @@ def test_an_undocumented_rule_gets_honest_metadata() -> None:
 def test_sonar_rules_follow_the_same_split(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_a.py").write_text("import x\n\ndef test_a():\n    pass\n")
-    report = build_sonar([_entry("AISP-LLM-DATA-LEAK", "high", "a"), _entry("AISP-LLM-DATA-LEAK", "critical", "b")])
+    report = build_sonar([_entry("AISP-LLM-DATA-LEAK", "critical", "a"), _entry("AISP-LLM-DATA-LEAK", "high", "b")])
     assert sonar_field_problems(report, tmp_path) == []
     impacts = {r["id"]: r["impacts"][0]["severity"] for r in report["rules"]}
-    assert impacts == {"AISP-LLM-DATA-LEAK": "HIGH", "AISP-LLM-DATA-LEAK/critical": "HIGH"}
-    assert [i["ruleId"] for i in report["issues"]] == ["AISP-LLM-DATA-LEAK", "AISP-LLM-DATA-LEAK/critical"]
+    assert impacts == {"AISP-LLM-DATA-LEAK": "HIGH", "AISP-LLM-DATA-LEAK/high": "HIGH"}
+    assert [i["ruleId"] for i in report["issues"]] == ["AISP-LLM-DATA-LEAK", "AISP-LLM-DATA-LEAK/high"]
     assert "How to fix" in report["rules"][0]["description"]
 
 

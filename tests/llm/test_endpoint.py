@@ -153,3 +153,91 @@ def test_from_callable_gets_messages_system_first() -> None:
     assert received[0] == [{"role": "system", "content": "rules"}, {"role": "user", "content": "hi"}]
     with pytest.raises(AispError, match="returned int"):
         LLMEndpoint.from_callable(lambda messages: 3).ask("hi")
+
+
+@pytest.mark.parametrize("broken", ["null", "empty"])
+@pytest.mark.parametrize("route", ["openai", "rest"])
+def test_an_answer_without_text_is_unreadable_not_a_pass(serve, broken, route) -> None:
+    # "content": null or "" cannot show a refusal or a leak: the probe errors, as for non-JSON answers.
+    from pytest_aisp.llm.probing import probe_llm
+
+    base = serve({"broken": broken})
+    if route == "openai":
+        endpoint = LLMEndpoint(url=base + "/v1/chat/completions", retries=0)
+    else:
+        endpoint = LLMEndpoint(url=base + "/api/chat", api="rest", request_template={"message": "$INPUT"},
+                               response_path="$.reply.text", retries=0)
+    with pytest.raises(AispError, match=r"holds no text \(null or empty\)"):
+        probe_llm(endpoint, "injection.direct", attempts=1)
+
+
+def test_a_callable_answering_nothing_is_unreadable() -> None:
+    with pytest.raises(AispError, match="empty answer"):
+        LLMEndpoint.from_callable(lambda messages: "  ").ask("hi")
+
+
+@pytest.fixture
+def capture_server():
+    """A real HTTP server on 127.0.0.1 that answers every chat request and keeps the bodies it got."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            out = json.dumps({"choices": [{"message": {"content": "Hello."}}], "reply": {"text": "Hello."}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", bodies
+    server.shutdown()
+    server.server_close()
+
+
+def test_generation_limits_are_sent(capture_server) -> None:
+    base, bodies = capture_server
+    LLMEndpoint(url=base + "/v1/chat/completions", max_tokens=40, temperature=0.0).ask("hi")
+    assert (bodies[-1]["max_tokens"], bodies[-1]["temperature"]) == (40, 0.0)
+    LLMEndpoint(url=base + "/v1/chat/completions").ask("hi")
+    assert bodies[-1]["max_tokens"] == 256 and "temperature" not in bodies[-1]  # defaults: capped, server's own
+    rest = LLMEndpoint(url=base + "/api/chat", api="rest", response_path="reply.text", max_tokens=12,
+                       temperature=0.7, request_template={"q": "$INPUT", "n": "$MAX_TOKENS", "t": "$TEMPERATURE"})
+    rest.ask("hi")
+    assert bodies[-1] == {"q": "hi", "n": 12, "t": 0.7}
+    with pytest.raises(AispError, match="temperature must be between 0 and 2"):
+        LLMEndpoint(url=base, temperature=3)
+
+
+def test_cli_sends_max_tokens_and_temperature(capture_server) -> None:
+    from pytest_aisp.cli import main
+
+    base, bodies = capture_server
+    assert main(["llm", "probe", "--endpoint", base + "/v1/chat/completions", "--probes", "injection.direct",
+                 "--attempts", "1", "--max-tokens", "32", "--temperature", "0"]) == 0
+    assert {(b["max_tokens"], b["temperature"]) for b in bodies} == {(32, 0.0)}
+
+
+def test_configured_endpoint_applies_the_settings_to_an_override(tmp_path) -> None:
+    from pytest_aisp.llm.endpoint import configured_endpoint
+
+    settings = Settings(rootdir=tmp_path, llm_endpoint="http://127.0.0.1:9/v1/chat/completions", seed=4,
+                        tool={"llm": {"attempts": 1, "canaries": ["MARKER"], "session": "user", "max_tokens": 64}})
+    endpoint = configured_endpoint("http://127.0.0.1:5555/v1/chat/completions", settings=settings, timeout=7)
+    assert endpoint.url == "http://127.0.0.1:5555/v1/chat/completions"
+    assert (endpoint.attempts, endpoint.canaries, endpoint.session, endpoint.max_tokens, endpoint.seed,
+            endpoint.timeout) == (1, ("MARKER",), "user", 64, 4, 7.0)
+    assert configured_endpoint(settings=settings).url.endswith(":9/v1/chat/completions")
+    with pytest.raises(AispError, match="unknown llm endpoint option"):
+        configured_endpoint(settings=settings, atempts=2)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 TEST_FILE = """
-from pytest_aisp import assert_no_prompt_injection, assert_no_system_prompt_leak
+from pytest_aisp import assert_no_jailbreak, assert_no_system_prompt_leak
 
-def test_injection(llm_endpoint):
-    assert_no_prompt_injection(llm_endpoint, attempts=1)
+def test_jailbreak(llm_endpoint):
+    assert_no_jailbreak(llm_endpoint, attempts=1)
 
 def test_prompt_leak(llm_endpoint):
     assert_no_system_prompt_leak(llm_endpoint, attempts=1)
@@ -43,11 +43,11 @@ def test_hardened_app_passes(pytester: pytest.Pytester, serve) -> None:
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
 
 
-def test_unconfigured_fixture_skips(pytester: pytest.Pytester) -> None:
+def test_unconfigured_fixture_errors(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_llm=TEST_FILE)
-    result = pytester.runpytest("-rs")
-    result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*--aisp-llm-endpoint*"])
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*llm_endpoint needs --aisp-llm-endpoint*"])
 
 
 def test_down_endpoint_errors_not_fails(pytester: pytest.Pytester, serve) -> None:
@@ -56,3 +56,29 @@ def test_down_endpoint_errors_not_fails(pytester: pytest.Pytester, serve) -> Non
     # Never a pass: the test stops on AispError (not an AssertionError) with the status and first bytes.
     assert result.parseoutcomes().get("passed", 0) == 0
     result.stdout.fnmatch_lines(["*AispError*HTTP 200*<html>*not JSON*"])
+
+
+def test_endpoint_factory_applies_tool_aisp_llm_to_a_runtime_url(pytester: pytest.Pytester, serve, app) -> None:
+    # The port is known only at run time; [tool.aisp.llm] (canaries, attempts, api ...) still applies.
+    pytester.makepyprojecttoml(f"""
+[tool.aisp.llm]
+attempts = 1
+canaries = ["{app.SERVER_CANARY}"]
+max_tokens = 50
+""")
+    pytester.makepyfile(test_factory=f"""
+import pytest
+from pytest_aisp import LLMVulnerability, assert_no_system_prompt_leak, probe_llm
+
+URL = "{serve("weak-system-prompt-leak")}/v1/chat/completions"
+
+def test_factory(llm_endpoint_factory):
+    endpoint = llm_endpoint_factory(url=URL)
+    assert (endpoint.attempts, endpoint.max_tokens) == (1, 50)
+    assert endpoint.canaries == ("{app.SERVER_CANARY}",)
+    result = probe_llm(endpoint, "system-prompt-leak.direct")
+    assert result.attempts == result.hits == 1
+    answer = result.probes[0].records[0].attack.turns[-1].content
+    assert "{app.SERVER_CANARY}" not in answer and "***" in answer  # the configured canary, redacted
+""")
+    pytester.runpytest("-p", "no:cacheprovider", "-m", "aisp").assert_outcomes(passed=1)
