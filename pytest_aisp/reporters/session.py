@@ -42,6 +42,7 @@ class ReportState:
     outcomes: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -200,19 +201,35 @@ def finish(session: pytest.Session) -> None:
             write_json_report(path, state)
             state.written.append(f"findings {path}")
         if settings.history:
-            from pytest_aisp.dashboard.ingest import record_session
-
-            url = settings.history
-            if "://" not in url:
-                url = str(settings.resolve(Path(url)))
-            run_id = record_session(url, settings.rootdir, entries=state.entries, outcomes=state.outcomes,
-                                    metrics=state.metrics)
-            state.written.append(f"history run {run_id} into {url}")
+            _record_history(session, state)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if github.is_github_actions(os.environ) and summary:
             github.append_summary(Path(summary), state.entries)
     except OSError as exc:
         raise AispError(f"could not write an aisp report: {exc}") from exc
+
+
+def _record_history(session: pytest.Session, state: ReportState) -> None:
+    """Record the run into the history when the history policy says so; say where, or why not. A history
+    that cannot be written fails the session (nothing else is lost: the other reports are written)."""
+    from pytest_aisp.dashboard.history_policy import history_decision
+    from pytest_aisp.dashboard.ingest import record_session
+
+    decision = history_decision(state.settings)
+    if decision is None:
+        return
+    if decision.url is None:
+        state.notes.append(f"history not recorded into {decision.shown}: {decision.reason}")
+        return
+    try:
+        run_id = record_session(decision.url, state.settings.rootdir, entries=state.entries,
+                                outcomes=state.outcomes, metrics=state.metrics)
+    except AispError as exc:
+        state.notes.append(f"error: history not recorded: {exc}")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return
+    state.written.append(f"history run {run_id} into {decision.shown} ({decision.reason})")
 
 
 def write_json_report(path: Path, state: ReportState) -> None:
@@ -256,7 +273,7 @@ def terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
         for entry in state.entries:
             if not entry.accepted:
                 terminalreporter.write_line(github.annotation(entry))
-    if not state.entries and not state.written:
+    if not state.entries and not state.written and not state.notes:
         return
     shown = [e for e in state.entries if not e.accepted]
     counts = Counter(e.finding.severity for e in shown)
@@ -268,3 +285,5 @@ def terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     )
     for line in state.written:
         terminalreporter.write_line(f"wrote {line}")
+    for line in state.notes:
+        terminalreporter.write_line(f"aisp: {line}", yellow=True, bold=True)
