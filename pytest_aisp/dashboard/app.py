@@ -26,7 +26,7 @@ from pytest_aisp.dashboard.charts import Series, line_chart
 from pytest_aisp.dashboard.db import HistoryUnavailable
 from pytest_aisp.dashboard.metric_catalog import DEFAULT_CATALOG, SECURITY, MetricCatalog
 from pytest_aisp.dashboard.store import HistoryStore, TriageDecision, open_store
-from pytest_aisp.dashboard.summary import finding_status, summarize
+from pytest_aisp.dashboard.summary import finding_status, new_fingerprints, summarize_runs
 from pytest_aisp.findings import AispError, Severity
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -198,11 +198,7 @@ def create_app(config: DashboardConfig) -> Any:
     async def overview(request: Request) -> Response:
         def read(db: HistoryStore) -> dict[str, Any]:
             project, projects = chosen_project(db, request)
-            triaged: dict[str, dict[str, TriageDecision]] = {}
-            summaries = []
-            for head in db.heads(project):
-                decisions = triaged.setdefault(head.info.project, db.triage(head.info.project))
-                summaries.append(summarize(db, head, catalog=catalog, triaged=decisions))
+            summaries = summarize_runs(db, db.heads(project), catalog=catalog)
             return {"project": project, "projects": projects, "summaries": summaries}
 
         data = history.use(read)
@@ -221,13 +217,14 @@ def create_app(config: DashboardConfig) -> Any:
             rows: list[dict[str, Any]] = []
             if branch in heads:
                 triaged = db.triage(project)
-                summary = summarize(db, heads[branch], catalog=catalog, triaged=triaged)
-                for f in summary.findings:
+                stored = db.findings(heads[branch].id)
+                new = new_fingerprints(db, heads[branch], stored)
+                for f in stored:
                     rows.append({
                         "fingerprint": f.fingerprint, "severity": f.finding.severity.value,
                         "rank": f.finding.severity.rank, "rule": f.finding.rule_id, "module": f.finding.module,
                         "test": f.test, "location": f.finding.location, "message": f.finding.message,
-                        "status": finding_status(f, summary.new, triaged),
+                        "status": finding_status(f, new, triaged),
                     })
             return {"project": project, "projects": projects, "branch": branch, "branches": list(heads),
                     "rows": rows}

@@ -54,7 +54,7 @@ def project_name(root: Path, environ: Mapping[str, str] | None = None) -> str:
         from pytest_aisp.config import read_tool_table
 
         configured = read_tool_table(root).get("dashboard", {})
-    except AispError:
+    except (AispError, ValueError):  # an unreadable pyproject.toml is reported by the plugin, not here
         configured = {}
     if isinstance(configured, Mapping) and configured.get("project"):
         return str(configured["project"]).strip()

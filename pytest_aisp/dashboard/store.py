@@ -298,14 +298,104 @@ class HistoryStore:
         )
         return [(_run(row, id_column="run_id"), _finding(row)) for row in reversed(rows)]
 
+    # --- what the overview counts, for many runs in a fixed number of queries -------------------
+
+    def previous_ids(self, runs: Sequence[StoredRun]) -> dict[int, int | None]:
+        """Run id -> the id of the run before it on the same project and branch (None: the first)."""
+        if not runs:
+            return {}
+        marks = ", ".join("?" for _ in runs)
+        rows = self.db.query(
+            "SELECT r.id, (SELECT MAX(p.id) FROM runs p WHERE p.project = r.project AND p.branch = r.branch "
+            f"AND p.id < r.id) AS previous FROM runs r WHERE r.id IN ({marks})", [run.id for run in runs])
+        return {int(r["id"]): (None if r["previous"] is None else int(r["previous"])) for r in rows}
+
+    @staticmethod
+    def _pairs(pairs: Sequence[tuple[int, int | None]]) -> tuple[str, list[int]]:
+        """A CTE of (run_id, previous) pairs; -1 stands for no previous run."""
+        values = ", ".join("(?, ?)" for _ in pairs)
+        params = [number for run_id, previous in pairs for number in (run_id, -1 if previous is None else previous)]
+        return f"WITH pairs(run_id, previous) AS (VALUES {values}) ", params
+
+    def compare(self, pairs: Sequence[tuple[int, int | None]]) -> dict[int, tuple[int, int, int]]:
+        """Run id -> (new, fixed, expected) finding counts against its previous run, counted by the database."""
+        if not pairs:
+            return {}
+        cte, params = self._pairs(pairs)
+        added = self.db.query(
+            cte + "SELECT pairs.run_id, COALESCE(SUM(CASE WHEN f.expected = 0 AND NOT EXISTS (SELECT 1 FROM findings "
+            "p WHERE p.run_id = pairs.previous AND p.fingerprint = f.fingerprint) THEN 1 ELSE 0 END), 0) AS new, "
+            "COALESCE(SUM(f.expected), 0) AS expected FROM pairs JOIN findings f ON f.run_id = pairs.run_id "
+            "GROUP BY pairs.run_id", params)
+        gone = self.db.query(
+            cte + "SELECT pairs.run_id, COUNT(*) AS fixed FROM pairs JOIN findings p ON p.run_id = pairs.previous "
+            "WHERE NOT EXISTS (SELECT 1 FROM findings f WHERE f.run_id = pairs.run_id AND f.fingerprint = "
+            "p.fingerprint) GROUP BY pairs.run_id", params)
+        fixed = {int(r["run_id"]): int(r["fixed"]) for r in gone}
+        result = {run_id: (0, fixed.get(run_id, 0), 0) for run_id, _ in pairs}
+        for r in added:
+            run_id = int(r["run_id"])
+            result[run_id] = (int(r["new"]), fixed.get(run_id, 0), int(r["expected"]))
+        return result
+
+    def new_unaccepted(self, pairs: Sequence[tuple[int, int | None]], severities: Sequence[str]
+                       ) -> dict[int, list[dict[str, Any]]]:
+        """Run id -> its findings of the given severities that are new since its previous run and neither
+        accepted by the baseline, triaged in the run's project, nor expected: what fails the gate."""
+        if not pairs or not severities:
+            return {}
+        cte, params = self._pairs(pairs)
+        marks = ", ".join("?" for _ in severities)
+        rows = self.db.query(
+            cte + "SELECT f.run_id, f.fingerprint, f.rule_id, f.severity, f.test, f.path FROM pairs "
+            "JOIN findings f ON f.run_id = pairs.run_id JOIN runs r ON r.id = pairs.run_id "
+            f"WHERE f.expected = 0 AND f.accepted = 0 AND f.severity IN ({marks}) "
+            "AND NOT EXISTS (SELECT 1 FROM findings p WHERE p.run_id = pairs.previous AND p.fingerprint = "
+            "f.fingerprint) AND NOT EXISTS (SELECT 1 FROM triage t WHERE t.project = r.project AND t.fingerprint = "
+            "f.fingerprint) ORDER BY f.run_id, f.rule_id, f.test", [*params, *severities])
+        result: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            result.setdefault(int(row["run_id"]), []).append(row)
+        return result
+
+    def finding_counts(self, run_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], int]]:
+        """Run id -> (module, severity) -> how many findings, expected ones left out."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" for _ in run_ids)
+        rows = self.db.query(f"SELECT run_id, module, severity, COUNT(*) AS n FROM findings WHERE run_id IN ({marks}) "
+                             "AND expected = 0 GROUP BY run_id, module, severity", list(run_ids))
+        result: dict[int, dict[tuple[str, str], int]] = {run_id: {} for run_id in run_ids}
+        for r in rows:
+            result[int(r["run_id"])][(r["module"], r["severity"])] = int(r["n"])
+        return result
+
+    def metrics_of(self, run_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], float]]:
+        """Run id -> (test, metric name) -> value."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" for _ in run_ids)
+        rows = self.db.query(f"SELECT run_id, test, name, value FROM metrics WHERE run_id IN ({marks})", list(run_ids))
+        result: dict[int, dict[tuple[str, str], float]] = {run_id: {} for run_id in run_ids}
+        for r in rows:
+            result[int(r["run_id"])][(r["test"], r["name"])] = float(r["value"])
+        return result
+
+    def runs_by_id(self, run_ids: Iterable[int]) -> dict[int, StoredRun]:
+        ids = sorted(set(run_ids))
+        if not ids:
+            return {}
+        marks = ", ".join("?" for _ in ids)
+        return {int(r["id"]): _run(r) for r in self.db.query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({marks})",
+                                                             ids)}
+
     def outcomes(self, run_id: int) -> dict[str, str]:
         rows = self.db.query("SELECT nodeid, outcome FROM test_outcomes WHERE run_id = ?", (run_id,))
         return {r["nodeid"]: r["outcome"] for r in rows}
 
     def run_metrics(self, run_id: int) -> dict[tuple[str, str], float]:
         """(test, metric name) -> value of one run."""
-        rows = self.db.query("SELECT test, name, value FROM metrics WHERE run_id = ?", (run_id,))
-        return {(r["test"], r["name"]): float(r["value"]) for r in rows}
+        return self.metrics_of([run_id])[run_id]
 
     def metric_series(self, branch: str, project: str | None = None, *, last: int | None = None
                       ) -> dict[tuple[str, str], list[tuple[int, float]]]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pytest_aisp.dashboard.metric_catalog import DEFAULT_CATALOG, MetricCatalog, MetricSpec
@@ -53,14 +52,14 @@ class MetricChange:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """A run with everything the overview shows."""
+    """A run with everything the overview shows (counted by the database: no finding is loaded)."""
 
     run: StoredRun
     previous: StoredRun | None
-    findings: tuple[StoredFinding, ...]
-    new: frozenset[str]
-    fixed: frozenset[str]
-    expected: frozenset[str]
+    finding_count: int
+    new: int
+    fixed: int
+    expected: int
     counts: Mapping[tuple[str, str], int]
     metric_changes: tuple[MetricChange, ...]
     gate_reasons: tuple[str, ...]
@@ -71,47 +70,57 @@ class RunSummary:
         return not self.gate_reasons
 
 
-def metric_changes(store: HistoryStore, run: StoredRun, previous: StoredRun | None,
+def metric_changes(before: Mapping[tuple[str, str], float], after: Mapping[tuple[str, str], float],
                    catalog: MetricCatalog = DEFAULT_CATALOG) -> list[MetricChange]:
     """Every metric recorded by the same test in both runs."""
-    if previous is None:
-        return []
-    before, after = store.run_metrics(previous.id), store.run_metrics(run.id)
     return [MetricChange(test, name, before[(test, name)], value, catalog.spec(name))
             for (test, name), value in sorted(after.items()) if (test, name) in before]
 
 
-def summarize(store: HistoryStore, run: StoredRun, *, catalog: MetricCatalog = DEFAULT_CATALOG,
-              triaged: Mapping[str, TriageDecision] | None = None) -> RunSummary:
-    """Counts per module and severity, new and fixed findings, metric regressions and the gate verdict.
+def summarize_runs(store: HistoryStore, runs: Sequence[StoredRun], *, catalog: MetricCatalog = DEFAULT_CATALOG
+                   ) -> list[RunSummary]:
+    """The summary of each run, in the same order, from a fixed number of queries however many runs.
 
     The gate fails when a new finding of high or critical severity is neither accepted by the baseline,
-    triaged, nor expected (raised inside an xfailed or negative test), or when a security metric got worse by
-    more than its tolerance since the previous run on the project's branch. Timings and counts are reported,
-    never gated, unless the catalog says so.
+    triaged in the run's project, nor expected (raised inside an xfailed or negative test), or when a security
+    metric got worse by more than its tolerance since the previous run on the project's branch. Timings and
+    counts are reported, never gated, unless the catalog says so.
     """
-    findings = store.findings(run.id)
+    if not runs:
+        return []
+    previous_ids = store.previous_ids(runs)
+    pairs = [(run.id, previous_ids.get(run.id)) for run in runs]
+    previous_runs = store.runs_by_id(p for _, p in pairs if p is not None)
+    compared = store.compare(pairs)
+    gating = store.new_unaccepted(pairs, [s.value for s in Severity if s >= GATE_SEVERITY])
+    counts = store.finding_counts([run.id for run in runs])
+    metrics = store.metrics_of([*(run.id for run in runs), *previous_runs])
+    summaries = []
+    for run, (_, previous_id) in zip(runs, pairs):
+        changes = metric_changes(metrics[previous_id], metrics[run.id], catalog) if previous_id is not None else []
+        reasons = [f"new {row['severity']} finding {row['rule_id']} in {row['test'] or row['path']}"
+                   for row in gating.get(run.id, [])]
+        reasons += [c.describe() for c in changes if c.regressed]
+        notes = [f"{c.describe()}; {c.spec.kind} metrics do not gate" for c in changes
+                 if c.beyond_tolerance and not c.spec.gate]
+        new, fixed, expected = compared[run.id]
+        summaries.append(RunSummary(run, previous_runs.get(previous_id) if previous_id is not None else None,
+                                    run.finding_count, new, fixed, expected, counts[run.id], tuple(changes),
+                                    tuple(reasons), tuple(notes)))
+    return summaries
+
+
+def summarize(store: HistoryStore, run: StoredRun, *, catalog: MetricCatalog = DEFAULT_CATALOG) -> RunSummary:
+    """Counts per module and severity, new and fixed findings, metric changes and the gate verdict of one run
+    (see :func:`summarize_runs`)."""
+    return summarize_runs(store, [run], catalog=catalog)[0]
+
+
+def new_fingerprints(store: HistoryStore, run: StoredRun, findings: Iterable[StoredFinding]) -> frozenset[str]:
+    """Fingerprints of ``findings`` (of ``run``) that the previous run on the branch did not have."""
     previous = store.previous(run)
     before = store.fingerprints(previous.id) if previous else set()
-    if triaged is None:
-        triaged = store.triage(run.info.project)
-    expected = frozenset(f.fingerprint for f in findings if f.expected)
-    now = {f.fingerprint for f in findings}
-    new = frozenset(now - before - expected)
-    fixed = frozenset(before - now)
-    counts = Counter((f.finding.module, f.finding.severity.value) for f in findings if not f.expected)
-    changes = metric_changes(store, run, previous, catalog)
-    reasons = [
-        f"new {f.finding.severity.value} finding {f.finding.rule_id} in {f.test or f.path}"
-        for f in findings
-        if f.fingerprint in new and f.finding.severity >= GATE_SEVERITY and not f.accepted
-        and f.fingerprint not in triaged
-    ]
-    reasons += [c.describe() for c in changes if c.regressed]
-    notes = [f"{c.describe()}; {c.spec.kind} metrics do not gate" for c in changes
-             if c.beyond_tolerance and not c.spec.gate]
-    return RunSummary(run, previous, tuple(findings), new, fixed, expected, dict(counts), tuple(changes),
-                      tuple(reasons), tuple(notes))
+    return frozenset(f.fingerprint for f in findings if f.fingerprint not in before and not f.expected)
 
 
 def finding_status(finding: StoredFinding, new: Iterable[str], triaged: Mapping[str, TriageDecision]) -> str:
@@ -123,4 +132,4 @@ def finding_status(finding: StoredFinding, new: Iterable[str], triaged: Mapping[
         return "accepted"
     if finding.expected:
         return "expected"
-    return "new" if finding.fingerprint in set(new) else "open"
+    return "new" if finding.fingerprint in new else "open"

@@ -24,11 +24,14 @@ from pytest_aisp.findings import AispError
 from .conftest import entry
 
 
-def test_summary_new_fixed_counts_and_gate(history: Path) -> None:
-    with open_store(history) as store:
+def test_summary_new_fixed_counts_and_gate(history_url: str) -> None:
+    from .conftest import seed_history
+
+    with open_store(history_url) as store:
+        seed_history(store)
         latest = store.latest_per_branch()
         summary = summarize(store, latest["main"])
-        assert len(summary.findings) == 2 and len(summary.new) == 2 and len(summary.fixed) == 1
+        assert (summary.finding_count, summary.new, summary.fixed, summary.expected) == (2, 2, 1, 0)
         assert summary.counts == {("robust", "high"): 1, ("llm", "critical"): 1}
         assert not summary.gate_passed
         assert any("robust_acc" in r and "0.82" in r and "0.41" in r for r in summary.gate_reasons)
@@ -37,10 +40,15 @@ def test_summary_new_fixed_counts_and_gate(history: Path) -> None:
         assert feature.gate_passed and feature.previous is None
 
 
-def test_triage_clears_the_gate_for_that_finding(history: Path) -> None:
-    with open_store(history) as store:
+def test_triage_clears_the_gate_for_that_finding(history_url: str) -> None:
+    from .conftest import seed_history
+
+    with open_store(history_url) as store:
+        seed_history(store)
         run = store.latest_per_branch()["main"]
         injection = next(f for f in store.findings(run.id) if f.finding.rule_id == "AISP-LLM-INJECTION")
+        store.set_triage(injection.fingerprint, "false_positive", "echo of the prompt", project="other/repo")
+        assert any("AISP-LLM-INJECTION" in r for r in summarize(store, run).gate_reasons)  # another project's
         store.set_triage(injection.fingerprint, "false_positive", "echo of the prompt")
         reasons = summarize(store, run).gate_reasons
         assert not any("AISP-LLM-INJECTION" in r for r in reasons)
