@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from pytest_aisp.baseline import Baseline, BaselineEntry, load_baseline
 from pytest_aisp.config import OPTIONS, SettingError, parse_option, read_tool_table
 from pytest_aisp.dashboard import settings_form
-from pytest_aisp.dashboard.access import Access
+from pytest_aisp.dashboard.access import Access, parse_proxies
 from pytest_aisp.dashboard.charts import Series, line_chart
 from pytest_aisp.dashboard.db import HistoryUnavailable
 from pytest_aisp.dashboard.metric_catalog import DEFAULT_CATALOG, SECURITY, MetricCatalog
@@ -50,7 +50,7 @@ class DashboardConfig:
     project_root: Path
     token: str | None = None
     baseline_dir: Path | None = None
-    trusted_proxies: tuple[Any, ...] = ()
+    trusted_proxies: tuple[Any, ...] = ()  # addresses or networks, as text or ipaddress objects
     user_header: str = "X-Forwarded-User"
     root_path: str = ""
     catalog: MetricCatalog = field(default_factory=lambda: DEFAULT_CATALOG)
@@ -163,7 +163,7 @@ def create_app(config: DashboardConfig) -> Any:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.filters["http_url"] = http_url
     templates.env.filters["when"] = when
-    access = Access(config.token, tuple(config.trusted_proxies), config.user_header)
+    access = Access(config.token, parse_proxies([str(p) for p in config.trusted_proxies]), config.user_header)
     history = _History(config.db_url)
     root_path = normalize_root_path(config.root_path)
     catalog = config.catalog

@@ -63,9 +63,12 @@ def _pick(flag: Any, env: str, table: Mapping[str, Any], key: str, default: Any)
 
 
 def _history_url(flag: str | None, settings: Any) -> str:
+    """``--db`` as given (relative to the working directory), else the configured history (relative to the
+    project root, as pytest reads it), else ``.aisp/history.db`` at the project root."""
     if flag:
         return flag
-    return settings.history or str(settings.resolve(Path(DEFAULT_DB)))
+    url = settings.history or DEFAULT_DB
+    return url if "://" in url else str(settings.resolve(Path(url)))
 
 
 def history_ingest(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ regressions: they are shown, never gated, unless a team says so in ``[tool.aisp.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -130,6 +131,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], MetricSpec], ...] = (
 _BY_NAME = {spec.name: spec for spec in _EXACT}
 
 
+@functools.lru_cache(maxsize=4096)
 def builtin_spec(name: str) -> MetricSpec:
     """The built-in reading of metric ``name``; an unknown name has no direction and is not gated."""
     if name in _BY_NAME:

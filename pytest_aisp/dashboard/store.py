@@ -318,24 +318,25 @@ class HistoryStore:
         return f"WITH pairs(run_id, previous) AS (VALUES {values}) ", params
 
     def compare(self, pairs: Sequence[tuple[int, int | None]]) -> dict[int, tuple[int, int, int]]:
-        """Run id -> (new, fixed, expected) finding counts against its previous run, counted by the database."""
+        """Run id -> (new, kept, expected): findings new since its previous run (expected ones left out), findings
+        the previous run had too, and expected findings; counted by the database. ``fixed`` is the previous run's
+        finding count minus ``kept``."""
         if not pairs:
             return {}
         cte, params = self._pairs(pairs)
-        added = self.db.query(
-            cte + "SELECT pairs.run_id, COALESCE(SUM(CASE WHEN f.expected = 0 AND NOT EXISTS (SELECT 1 FROM findings "
-            "p WHERE p.run_id = pairs.previous AND p.fingerprint = f.fingerprint) THEN 1 ELSE 0 END), 0) AS new, "
-            "COALESCE(SUM(f.expected), 0) AS expected FROM pairs JOIN findings f ON f.run_id = pairs.run_id "
-            "GROUP BY pairs.run_id", params)
-        gone = self.db.query(
-            cte + "SELECT pairs.run_id, COUNT(*) AS fixed FROM pairs JOIN findings p ON p.run_id = pairs.previous "
-            "WHERE NOT EXISTS (SELECT 1 FROM findings f WHERE f.run_id = pairs.run_id AND f.fingerprint = "
-            "p.fingerprint) GROUP BY pairs.run_id", params)
-        fixed = {int(r["run_id"]): int(r["fixed"]) for r in gone}
-        result = {run_id: (0, fixed.get(run_id, 0), 0) for run_id, _ in pairs}
-        for r in added:
-            run_id = int(r["run_id"])
-            result[run_id] = (int(r["new"]), fixed.get(run_id, 0), int(r["expected"]))
+        # The explicit id lists let the planner reach both runs' findings through the (run_id, fingerprint) key,
+        # never by scanning every finding ever stored.
+        runs, runs_params = _id_list([run_id for run_id, _ in pairs])
+        before, before_params = _id_list([p for _, p in pairs if p is not None] or [-1])
+        rows = self.db.query(
+            cte + "SELECT f.run_id, COALESCE(SUM(CASE WHEN p.fingerprint IS NULL AND f.expected = 0 THEN 1 ELSE 0 "
+            "END), 0) AS new, COUNT(p.fingerprint) AS kept, COALESCE(SUM(f.expected), 0) AS expected "
+            "FROM pairs JOIN findings f ON f.run_id = pairs.run_id LEFT JOIN findings p ON p.run_id = pairs.previous "
+            f"AND p.fingerprint = f.fingerprint AND p.run_id IN ({before}) WHERE f.run_id IN ({runs}) "
+            "GROUP BY f.run_id", [*params, *before_params, *runs_params])
+        result = {run_id: (0, 0, 0) for run_id, _ in pairs}
+        for r in rows:
+            result[int(r["run_id"])] = (int(r["new"]), int(r["kept"]), int(r["expected"]))
         return result
 
     def new_unaccepted(self, pairs: Sequence[tuple[int, int | None]], severities: Sequence[str]
@@ -346,13 +347,15 @@ class HistoryStore:
             return {}
         cte, params = self._pairs(pairs)
         marks = ", ".join("?" for _ in severities)
+        runs, runs_params = _id_list([run_id for run_id, _ in pairs])
         rows = self.db.query(
             cte + "SELECT f.run_id, f.fingerprint, f.rule_id, f.severity, f.test, f.path FROM pairs "
             "JOIN findings f ON f.run_id = pairs.run_id JOIN runs r ON r.id = pairs.run_id "
-            f"WHERE f.expected = 0 AND f.accepted = 0 AND f.severity IN ({marks}) "
+            f"WHERE f.run_id IN ({runs}) AND r.id IN ({runs}) AND f.expected = 0 AND f.accepted = 0 "
+            f"AND f.severity IN ({marks}) "
             "AND NOT EXISTS (SELECT 1 FROM findings p WHERE p.run_id = pairs.previous AND p.fingerprint = "
             "f.fingerprint) AND NOT EXISTS (SELECT 1 FROM triage t WHERE t.project = r.project AND t.fingerprint = "
-            "f.fingerprint) ORDER BY f.run_id, f.rule_id, f.test", [*params, *severities])
+            "f.fingerprint) ORDER BY f.run_id, f.rule_id, f.test", [*params, *runs_params, *runs_params, *severities])
         result: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             result.setdefault(int(row["run_id"]), []).append(row)
@@ -422,6 +425,10 @@ class HistoryStore:
         rows = self.db.query("SELECT * FROM triage_log WHERE project = ? AND fingerprint = ? ORDER BY id",
                              (project, fp))
         return [_decision(r) for r in rows]
+
+
+def _id_list(ids: Sequence[int]) -> tuple[str, list[int]]:
+    return ", ".join("?" for _ in ids), list(ids)
 
 
 def _where(**conditions: str | None) -> tuple[str, tuple]:

@@ -103,10 +103,11 @@ def summarize_runs(store: HistoryStore, runs: Sequence[StoredRun], *, catalog: M
         reasons += [c.describe() for c in changes if c.regressed]
         notes = [f"{c.describe()}; {c.spec.kind} metrics do not gate" for c in changes
                  if c.beyond_tolerance and not c.spec.gate]
-        new, fixed, expected = compared[run.id]
-        summaries.append(RunSummary(run, previous_runs.get(previous_id) if previous_id is not None else None,
-                                    run.finding_count, new, fixed, expected, counts[run.id], tuple(changes),
-                                    tuple(reasons), tuple(notes)))
+        new, kept, expected = compared[run.id]
+        previous = previous_runs.get(previous_id) if previous_id is not None else None
+        fixed = previous.finding_count - kept if previous is not None else 0
+        summaries.append(RunSummary(run, previous, run.finding_count, new, fixed, expected, counts[run.id],
+                                    tuple(changes), tuple(reasons), tuple(notes)))
     return summaries
 
 

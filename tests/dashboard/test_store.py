@@ -298,3 +298,20 @@ def test_ingest_rejects_folders_without_reports(tmp_path: Path) -> None:
     (tmp_path / "x.sarif").write_text(json.dumps({"no": "runs"}))
     with pytest.raises(AispError, match="is not a SARIF file"):
         record_from_report_dir(tmp_path, RunInfo("k", "t"))
+
+
+def test_history_commands_read_the_configured_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`aisp history ingest` without --db records where `[tool.aisp] history` points, as pytest does."""
+    (tmp_path / "pyproject.toml").write_text('[tool.aisp]\nhistory = "ci/history.db"\n')
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "aisp.sarif").write_text(json.dumps({"runs": [{"results": [
+        {"ruleId": "AISP-SCAN-PICKLE-GLOBAL", "level": "error", "message": {"text": "os.system"},
+         "properties": {"aisp-test": "t.py::test_scan", "aisp-location": "m.pkl"}}]}]}))
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    monkeypatch.delenv("AISP_HISTORY", raising=False)
+    assert main(["history", "ingest", str(reports), "--run-id", "r1", "--project", "org/x"]) == 0
+    with open_store(tmp_path / "ci" / "history.db") as store:
+        (run,) = store.runs()
+        assert (run.info.project, run.finding_count) == ("org/x", 1)
