@@ -25,7 +25,6 @@ from pytest_aisp.reporters.entries import ReportedFinding
 from pytest_aisp.reporters.sarif import fingerprint as _sarif_fingerprint
 
 SCHEMA_VERSION = schema.SCHEMA_VERSION
-DEFAULT_HISTORY = Path(".aisp") / "history.db"
 TRIAGE_STATUSES = ("accepted", "false_positive")
 # How many runs a finding's page lists; older appearances are counted, not listed.
 FINDING_HISTORY_SHOWN = 100
@@ -104,6 +103,17 @@ class TriageDecision:
     rule_id: str = ""
     test: str = ""
     location: str = ""
+
+
+@dataclass
+class FindingTally:
+    """A run's findings against its previous run: ``new`` (not expected), ``kept`` (the previous run had them
+    too: ``fixed`` is its count minus these), ``expected``, and (module, severity) counts without expected."""
+
+    new: int = 0
+    kept: int = 0
+    expected: int = 0
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 _RUN_COLUMNS = "id, run_key, created, branch, commit_sha, build_url, source, project, finding_count"
@@ -317,10 +327,8 @@ class HistoryStore:
         params = [number for run_id, previous in pairs for number in (run_id, -1 if previous is None else previous)]
         return f"WITH pairs(run_id, previous) AS (VALUES {values}) ", params
 
-    def compare(self, pairs: Sequence[tuple[int, int | None]]) -> dict[int, tuple[int, int, int]]:
-        """Run id -> (new, kept, expected): findings new since its previous run (expected ones left out), findings
-        the previous run had too, and expected findings; counted by the database. ``fixed`` is the previous run's
-        finding count minus ``kept``."""
+    def compare(self, pairs: Sequence[tuple[int, int | None]]) -> dict[int, FindingTally]:
+        """Run id -> its findings counted against its previous run (one pass over both runs' findings)."""
         if not pairs:
             return {}
         cte, params = self._pairs(pairs)
@@ -329,15 +337,22 @@ class HistoryStore:
         runs, runs_params = _id_list([run_id for run_id, _ in pairs])
         before, before_params = _id_list([p for _, p in pairs if p is not None] or [-1])
         rows = self.db.query(
-            cte + "SELECT f.run_id, COALESCE(SUM(CASE WHEN p.fingerprint IS NULL AND f.expected = 0 THEN 1 ELSE 0 "
-            "END), 0) AS new, COUNT(p.fingerprint) AS kept, COALESCE(SUM(f.expected), 0) AS expected "
+            cte + "SELECT f.run_id, f.module, f.severity, f.expected, COUNT(*) AS n, COUNT(p.fingerprint) AS kept "
             "FROM pairs JOIN findings f ON f.run_id = pairs.run_id LEFT JOIN findings p ON p.run_id = pairs.previous "
             f"AND p.fingerprint = f.fingerprint AND p.run_id IN ({before}) WHERE f.run_id IN ({runs}) "
-            "GROUP BY f.run_id", [*params, *before_params, *runs_params])
-        result = {run_id: (0, 0, 0) for run_id, _ in pairs}
+            "GROUP BY f.run_id, f.module, f.severity, f.expected", [*params, *before_params, *runs_params])
+        tallies = {run_id: FindingTally() for run_id, _ in pairs}
         for r in rows:
-            result[int(r["run_id"])] = (int(r["new"]), int(r["kept"]), int(r["expected"]))
-        return result
+            tally = tallies[int(r["run_id"])]
+            count, kept = int(r["n"]), int(r["kept"])
+            tally.kept += kept
+            if r["expected"]:
+                tally.expected += count
+            else:
+                tally.new += count - kept
+                key = (r["module"], r["severity"])
+                tally.counts[key] = tally.counts.get(key, 0) + count
+        return tallies
 
     def new_unaccepted(self, pairs: Sequence[tuple[int, int | None]], severities: Sequence[str]
                        ) -> dict[int, list[dict[str, Any]]]:
@@ -359,18 +374,6 @@ class HistoryStore:
         result: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             result.setdefault(int(row["run_id"]), []).append(row)
-        return result
-
-    def finding_counts(self, run_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], int]]:
-        """Run id -> (module, severity) -> how many findings, expected ones left out."""
-        if not run_ids:
-            return {}
-        marks = ", ".join("?" for _ in run_ids)
-        rows = self.db.query(f"SELECT run_id, module, severity, COUNT(*) AS n FROM findings WHERE run_id IN ({marks}) "
-                             "AND expected = 0 GROUP BY run_id, module, severity", list(run_ids))
-        result: dict[int, dict[tuple[str, str], int]] = {run_id: {} for run_id in run_ids}
-        for r in rows:
-            result[int(r["run_id"])][(r["module"], r["severity"])] = int(r["n"])
         return result
 
     def metrics_of(self, run_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], float]]:
@@ -484,10 +487,3 @@ def open_store(url: str | Path) -> HistoryStore:
         db.close()
         raise
     return HistoryStore(db)
-
-
-def diff_fingerprints(current: Sequence[StoredFinding], previous: Iterable[StoredFinding]) -> tuple[set[str], set[str]]:
-    """(new, fixed) fingerprints of ``current`` against ``previous``."""
-    now = {f.fingerprint for f in current}
-    before = {f.fingerprint for f in previous}
-    return now - before, before - now

@@ -93,7 +93,6 @@ def summarize_runs(store: HistoryStore, runs: Sequence[StoredRun], *, catalog: M
     previous_runs = store.runs_by_id(p for _, p in pairs if p is not None)
     compared = store.compare(pairs)
     gating = store.new_unaccepted(pairs, [s.value for s in Severity if s >= GATE_SEVERITY])
-    counts = store.finding_counts([run.id for run in runs])
     metrics = store.metrics_of([*(run.id for run in runs), *previous_runs])
     summaries = []
     for run, (_, previous_id) in zip(runs, pairs):
@@ -103,11 +102,11 @@ def summarize_runs(store: HistoryStore, runs: Sequence[StoredRun], *, catalog: M
         reasons += [c.describe() for c in changes if c.regressed]
         notes = [f"{c.describe()}; {c.spec.kind} metrics do not gate" for c in changes
                  if c.beyond_tolerance and not c.spec.gate]
-        new, kept, expected = compared[run.id]
+        tally = compared[run.id]
         previous = previous_runs.get(previous_id) if previous_id is not None else None
-        fixed = previous.finding_count - kept if previous is not None else 0
-        summaries.append(RunSummary(run, previous, run.finding_count, new, fixed, expected, counts[run.id],
-                                    tuple(changes), tuple(reasons), tuple(notes)))
+        fixed = previous.finding_count - tally.kept if previous is not None else 0
+        summaries.append(RunSummary(run, previous, run.finding_count, tally.new, fixed, tally.expected,
+                                    tally.counts, tuple(changes), tuple(reasons), tuple(notes)))
     return summaries
 
 
