@@ -32,7 +32,9 @@ PGD = "tests/test_model_security.py::test_robust_to_pgd"
 SQUARE = "tests/test_model_security.py::test_robust_to_square_attack"
 LLM = "tests/test_model_security.py::test_llm_endpoint_resists_prompt_injection"
 LONG_LOCATION = "models/" + "/".join(f"experiment_{k:02d}_checkpoints" for k in range(8)) + "/cnn_state_dict.pt"
-LONG_MESSAGE = "robust accuracy 0.402 < min_acc 0.700 under pgd eps=0.03 (" + "x" * 180 + ") see evidence"
+LONG_MESSAGE = ("robust accuracy 0.402 < min_acc 0.700 under pgd eps=0.03 norm=linf steps=40 restarts=2 [95% CI "
+                "0.372-0.433], clean accuracy 0.981, n=1000; smallest counterexample: sample 17 (label 3 -> 8) at "
+                "Linf distance 0.0300; see the pictures in the HTML report")
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"),
