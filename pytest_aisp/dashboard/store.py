@@ -105,15 +105,18 @@ class TriageDecision:
     location: str = ""
 
 
-@dataclass
-class FindingTally:
-    """A run's findings against its previous run: ``new`` (not expected), ``kept`` (the previous run had them
-    too: ``fixed`` is its count minus these), ``expected``, and (module, severity) counts without expected."""
+@dataclass(frozen=True)
+class FindingKey:
+    """A finding of a run as the overview counts it."""
 
-    new: int = 0
-    kept: int = 0
-    expected: int = 0
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    fingerprint: str
+    rule_id: str
+    severity: str
+    module: str
+    test: str
+    path: str
+    accepted: bool
+    expected: bool
 
 
 _RUN_COLUMNS = "id, run_key, created, branch, commit_sha, build_url, source, project, finding_count"
@@ -308,7 +311,7 @@ class HistoryStore:
         )
         return [(_run(row, id_column="run_id"), _finding(row)) for row in reversed(rows)]
 
-    # --- what the overview counts, for many runs in a fixed number of queries -------------------
+    # --- what the overview reads, for many runs in a fixed number of queries ----------------------
 
     def previous_ids(self, runs: Sequence[StoredRun]) -> dict[int, int | None]:
         """Run id -> the id of the run before it on the same project and branch (None: the first)."""
@@ -320,61 +323,29 @@ class HistoryStore:
             f"AND p.id < r.id) AS previous FROM runs r WHERE r.id IN ({marks})", [run.id for run in runs])
         return {int(r["id"]): (None if r["previous"] is None else int(r["previous"])) for r in rows}
 
-    @staticmethod
-    def _pairs(pairs: Sequence[tuple[int, int | None]]) -> tuple[str, list[int]]:
-        """A CTE of (run_id, previous) pairs; -1 stands for no previous run."""
-        values = ", ".join("(?, ?)" for _ in pairs)
-        params = [number for run_id, previous in pairs for number in (run_id, -1 if previous is None else previous)]
-        return f"WITH pairs(run_id, previous) AS (VALUES {values}) ", params
-
-    def compare(self, pairs: Sequence[tuple[int, int | None]]) -> dict[int, FindingTally]:
-        """Run id -> its findings counted against its previous run (one pass over both runs' findings)."""
-        if not pairs:
-            return {}
-        cte, params = self._pairs(pairs)
-        # The explicit id lists let the planner reach both runs' findings through the (run_id, fingerprint) key,
-        # never by scanning every finding ever stored.
-        runs, runs_params = _id_list([run_id for run_id, _ in pairs])
-        before, before_params = _id_list([p for _, p in pairs if p is not None] or [-1])
-        rows = self.db.query(
-            cte + "SELECT f.run_id, f.module, f.severity, f.expected, COUNT(*) AS n, COUNT(p.fingerprint) AS kept "
-            "FROM pairs JOIN findings f ON f.run_id = pairs.run_id LEFT JOIN findings p ON p.run_id = pairs.previous "
-            f"AND p.fingerprint = f.fingerprint AND p.run_id IN ({before}) WHERE f.run_id IN ({runs}) "
-            "GROUP BY f.run_id, f.module, f.severity, f.expected", [*params, *before_params, *runs_params])
-        tallies = {run_id: FindingTally() for run_id, _ in pairs}
+    def finding_keys(self, run_ids: Sequence[int]) -> dict[int, list[FindingKey]]:
+        """Run id -> what the overview needs of each finding (no message, evidence or metrics), read through the
+        findings' (run_id, fingerprint) key: the work grows with the runs asked for, never with the history."""
+        result: dict[int, list[FindingKey]] = {run_id: [] for run_id in run_ids}
+        if not run_ids:
+            return result
+        marks = ", ".join("?" for _ in run_ids)
+        rows = self.db.query("SELECT run_id, fingerprint, rule_id, severity, module, test, path, accepted, expected "
+                             f"FROM findings WHERE run_id IN ({marks})", list(run_ids))
         for r in rows:
-            tally = tallies[int(r["run_id"])]
-            count, kept = int(r["n"]), int(r["kept"])
-            tally.kept += kept
-            if r["expected"]:
-                tally.expected += count
-            else:
-                tally.new += count - kept
-                key = (r["module"], r["severity"])
-                tally.counts[key] = tally.counts.get(key, 0) + count
-        return tallies
-
-    def new_unaccepted(self, pairs: Sequence[tuple[int, int | None]], severities: Sequence[str]
-                       ) -> dict[int, list[dict[str, Any]]]:
-        """Run id -> its findings of the given severities that are new since its previous run and neither
-        accepted by the baseline, triaged in the run's project, nor expected: what fails the gate."""
-        if not pairs or not severities:
-            return {}
-        cte, params = self._pairs(pairs)
-        marks = ", ".join("?" for _ in severities)
-        runs, runs_params = _id_list([run_id for run_id, _ in pairs])
-        rows = self.db.query(
-            cte + "SELECT f.run_id, f.fingerprint, f.rule_id, f.severity, f.test, f.path FROM pairs "
-            "JOIN findings f ON f.run_id = pairs.run_id JOIN runs r ON r.id = pairs.run_id "
-            f"WHERE f.run_id IN ({runs}) AND r.id IN ({runs}) AND f.expected = 0 AND f.accepted = 0 "
-            f"AND f.severity IN ({marks}) "
-            "AND NOT EXISTS (SELECT 1 FROM findings p WHERE p.run_id = pairs.previous AND p.fingerprint = "
-            "f.fingerprint) AND NOT EXISTS (SELECT 1 FROM triage t WHERE t.project = r.project AND t.fingerprint = "
-            "f.fingerprint) ORDER BY f.run_id, f.rule_id, f.test", [*params, *runs_params, *runs_params, *severities])
-        result: dict[int, list[dict[str, Any]]] = {}
-        for row in rows:
-            result.setdefault(int(row["run_id"]), []).append(row)
+            result[int(r["run_id"])].append(FindingKey(r["fingerprint"], r["rule_id"], r["severity"], r["module"],
+                                                       r["test"], r["path"], bool(r["accepted"]),
+                                                       bool(r["expected"])))
         return result
+
+    def triaged(self, projects: Iterable[str]) -> set[tuple[str, str]]:
+        """(project, fingerprint) of every triage decision of these projects."""
+        names = sorted(set(projects))
+        if not names:
+            return set()
+        marks = ", ".join("?" for _ in names)
+        rows = self.db.query(f"SELECT project, fingerprint FROM triage WHERE project IN ({marks})", names)
+        return {(r["project"], r["fingerprint"]) for r in rows}
 
     def metrics_of(self, run_ids: Sequence[int]) -> dict[int, dict[tuple[str, str], float]]:
         """Run id -> (test, metric name) -> value."""
@@ -428,10 +399,6 @@ class HistoryStore:
         rows = self.db.query("SELECT * FROM triage_log WHERE project = ? AND fingerprint = ? ORDER BY id",
                              (project, fp))
         return [_decision(r) for r in rows]
-
-
-def _id_list(ids: Sequence[int]) -> tuple[str, list[int]]:
-    return ", ".join("?" for _ in ids), list(ids)
 
 
 def _where(**conditions: str | None) -> tuple[str, tuple]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -52,7 +53,7 @@ class MetricChange:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """A run with everything the overview shows (counted by the database: no finding is loaded)."""
+    """A run with everything the overview shows."""
 
     run: StoredRun
     previous: StoredRun | None
@@ -89,24 +90,30 @@ def summarize_runs(store: HistoryStore, runs: Sequence[StoredRun], *, catalog: M
     if not runs:
         return []
     previous_ids = store.previous_ids(runs)
-    pairs = [(run.id, previous_ids.get(run.id)) for run in runs]
-    previous_runs = store.runs_by_id(p for _, p in pairs if p is not None)
-    compared = store.compare(pairs)
-    gating = store.new_unaccepted(pairs, [s.value for s in Severity if s >= GATE_SEVERITY])
+    previous_runs = store.runs_by_id(p for p in previous_ids.values() if p is not None)
+    keys = store.finding_keys([*(run.id for run in runs), *previous_runs])
+    triaged = store.triaged(run.info.project for run in runs)
     metrics = store.metrics_of([*(run.id for run in runs), *previous_runs])
     summaries = []
-    for run, (_, previous_id) in zip(runs, pairs):
-        changes = metric_changes(metrics[previous_id], metrics[run.id], catalog) if previous_id is not None else []
-        reasons = [f"new {row['severity']} finding {row['rule_id']} in {row['test'] or row['path']}"
-                   for row in gating.get(run.id, [])]
+    for run in runs:
+        previous_id = previous_ids.get(run.id)
+        previous = previous_runs.get(previous_id) if previous_id is not None else None
+        before = {k.fingerprint for k in keys[previous.id]} if previous is not None else set()
+        findings = keys[run.id]
+        new = [k for k in findings if k.fingerprint not in before and not k.expected]
+        kept = sum(1 for k in findings if k.fingerprint in before)
+        counts = Counter((k.module, k.severity) for k in findings if not k.expected)
+        reasons = [f"new {k.severity} finding {k.rule_id} in {k.test or k.path}"
+                   for k in sorted(new, key=lambda k: (k.rule_id, k.test))
+                   if Severity.parse(k.severity) >= GATE_SEVERITY and not k.accepted
+                   and (run.info.project, k.fingerprint) not in triaged]
+        changes = metric_changes(metrics[previous.id], metrics[run.id], catalog) if previous is not None else []
         reasons += [c.describe() for c in changes if c.regressed]
         notes = [f"{c.describe()}; {c.spec.kind} metrics do not gate" for c in changes
                  if c.beyond_tolerance and not c.spec.gate]
-        tally = compared[run.id]
-        previous = previous_runs.get(previous_id) if previous_id is not None else None
-        fixed = previous.finding_count - tally.kept if previous is not None else 0
-        summaries.append(RunSummary(run, previous, run.finding_count, tally.new, fixed, tally.expected,
-                                    tally.counts, tuple(changes), tuple(reasons), tuple(notes)))
+        summaries.append(RunSummary(
+            run, previous, run.finding_count, len(new), len(before) - kept if previous is not None else 0,
+            sum(1 for k in findings if k.expected), dict(counts), tuple(changes), tuple(reasons), tuple(notes)))
     return summaries
 
 
