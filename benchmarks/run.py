@@ -17,7 +17,8 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--full", action="store_true", help="full sizes (1 GB files, 1M events ...)")
+    parser.add_argument("--full", action="store_true",
+                        help="full sizes (1 GB files, 1M events, 10,000 history runs ...)")
     parser.add_argument("only", nargs="*", help="run only these benchmarks (e.g. scan robust)")
     args = parser.parse_args()
     scripts = sorted(HERE.glob("bench_*.py"))

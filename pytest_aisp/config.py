@@ -100,7 +100,17 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 def _history(value: str) -> str:
     text = str(value).strip()
     if not text:
-        raise ValueError("expected a path or sqlite:/// URL")
+        raise ValueError("expected a path, sqlite:/// or postgresql:// URL")
+    return text
+
+
+HISTORY_RECORD_CHOICES = ("auto", "always", "never")
+
+
+def _history_record(value: str) -> str:
+    text = str(value).strip().lower()
+    if text not in HISTORY_RECORD_CHOICES:
+        raise ValueError(f"use one of {', '.join(HISTORY_RECORD_CHOICES)}")
     return text
 
 
@@ -149,8 +159,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("sonar", "write a SonarQube generic issue report to PATH", _path, "a path", "PATH"),
     OptionSpec("report_dir", "write aisp-findings.json (for baselines and history) into DIR", _path,
                "a directory", "DIR"),
-    OptionSpec("history", "record this run into the dashboard history (a path or sqlite:/// URL)", _history,
-               "a path or sqlite:/// URL", "URL"),
+    OptionSpec("history", "record this run into the dashboard history (a path, sqlite:/// or postgresql:// URL)",
+               _history, "a path, sqlite:/// or postgresql:// URL", "URL"),
+    OptionSpec("history_record", "when a configured history records: auto (a URL from the command line or "
+               "environment, or any run under CI), always, never", _history_record,
+               "one of " + ", ".join(HISTORY_RECORD_CHOICES), "WHEN"),
     OptionSpec("missing", "what a test that needs an unconfigured aisp fixture does: error (default) or skip",
                _choice("error", "skip"), "error or skip", "error|skip"),
     OptionSpec("html", "write a static findings report to PATH (CSS and pictures as files beside it, no script: "
@@ -190,6 +203,7 @@ class Settings:
     html: Path | None = None
     expected_findings: str = "omit"
     junit_properties: str = "testcase"
+    history_record: str = "auto"
     tool: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 

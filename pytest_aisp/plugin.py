@@ -167,6 +167,10 @@ def _value_sources(settings: Settings) -> list[str]:
     for spec in OPTIONS:
         value = getattr(settings, spec.name)
         shown = ",".join(value) if isinstance(value, tuple) else value
+        if spec.name == "history" and value:
+            from pytest_aisp.dashboard.db import redact_url
+
+            shown = redact_url(value)  # a postgresql:// URL may carry a password
         lines.append(f"aisp:   {spec.name} = {shown if shown not in (None, ()) else '-'} "
                      f"({settings.source_of(spec.name)})")
     return lines

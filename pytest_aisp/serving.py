@@ -48,11 +48,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_server(app: Any, host: str, port: int, *, log_level: str = "warning", extra: str = "monitor") -> None:
-    """Serve ``app`` until interrupted; a missing uvicorn names ``pytest-aisp[extra]``."""
+def run_server(app: Any, host: str, port: int, *, log_level: str = "warning", extra: str = "monitor",
+               proxy_headers: bool = True) -> None:
+    """Serve ``app`` until interrupted; a missing uvicorn names ``pytest-aisp[extra]``. ``proxy_headers=False``
+    keeps the TCP peer as the client address (uvicorn otherwise takes X-Forwarded-For from 127.0.0.1)."""
     uvicorn = require("uvicorn", extra)
     sock = _bind(host, port)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", proxy_headers=proxy_headers)
     uvicorn.Server(config).run(sockets=[sock])
 
 

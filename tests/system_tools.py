@@ -8,11 +8,11 @@ The session ends with one list of what was skipped for a missing tool (``tests/c
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +25,8 @@ SYSTEM_TOOLS: dict[str, tuple[tuple[str, ...], str]] = {
     "chromium": (("chromium", "chromium-browser"), "apt-get install -y chromium"),
     "redis-server": (("redis-server",), "apt-get install -y redis-server"),
     "sarif-multitool": (("sarif-multitool",), "npm install -g @microsoft/sarif-multitool@5.7.0"),
+    # Debian keeps PostgreSQL's server binaries off the PATH
+    "postgresql": (("pg_ctl", "/usr/lib/postgresql/*/bin/pg_ctl"), "apt-get install -y postgresql"),
 }
 
 
@@ -40,9 +42,9 @@ def find_tool(name: str) -> str | None:
     if hidden(name):
         return None
     for candidate in SYSTEM_TOOLS[name][0]:
-        found = candidate if candidate.startswith("/") and Path(candidate).exists() else shutil.which(candidate)
-        if found:
-            return found
+        found = sorted(glob.glob(candidate))[-1:] if candidate.startswith("/") else [shutil.which(candidate)]
+        if found and found[0]:
+            return found[0]
     return None
 
 
@@ -59,9 +61,9 @@ def require_tool(name: str, why: str = "") -> str:
 
 
 @contextmanager
-def chromium_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
-    """A page of Debian's headless Chromium driven by Playwright (no browser download). Background
-    networking is off: this machine's closed network would refuse its connections at every start."""
+def chromium_browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright (no browser download). Background networking is off:
+    this machine's closed network would refuse its connections at every start."""
     executable = require_tool("chromium", "the browser tests drive it headless")
     from playwright.sync_api import sync_playwright  # the dev extra
 
@@ -72,6 +74,13 @@ def chromium_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
                   "--disable-sync", "--no-first-run", "--disable-quic"],
         )
         try:
-            yield browser.new_page(viewport={"width": width, "height": height})
+            yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def chromium_page(width: int = 1400, height: int = 900) -> Iterator[Any]:
+    """One page of :func:`chromium_browser` with a ``width`` x ``height`` viewport."""
+    with chromium_browser() as browser:
+        yield browser.new_page(viewport={"width": width, "height": height})

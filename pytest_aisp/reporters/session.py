@@ -54,6 +54,7 @@ class ReportState:
     attachments: dict[str, list[Attachment]] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 STATE_KEY = pytest.StashKey[ReportState]()
@@ -295,14 +296,7 @@ def _write_reports(config: pytest.Config, state: ReportState) -> None:
             subtitle=f"pytest-aisp {__version__}, fail-on {settings.fail_on.value}, seed {settings.seed}"))
         state.written.append(f"HTML {path}")
     if settings.history:
-        from pytest_aisp.dashboard.ingest import record_session
-
-        url = settings.history
-        if "://" not in url:
-            url = str(settings.resolve(Path(url)))
-        run_id = record_session(url, settings.rootdir, entries=state.entries, outcomes=state.outcomes,
-                                metrics=state.metrics)
-        state.written.append(f"history run {run_id} into {url}")
+        _record_history(state)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if github.is_github_actions(os.environ) and summary:
         try:
@@ -314,6 +308,26 @@ def _write_reports(config: pytest.Config, state: ReportState) -> None:
 def json_report(state: ReportState) -> JsonReport:
     return JsonReport(entries=tuple(state.entries), outcomes=dict(state.outcomes), metrics=dict(state.metrics),
                       seed=state.settings.seed, fail_on=state.settings.fail_on.value)
+
+
+def _record_history(state: ReportState) -> None:
+    """Record the run into the history when the history policy says so; say where, or why not. A history
+    that cannot be written raises ``AispError``, which fails the session (the other reports are written)."""
+    from pytest_aisp.dashboard.history_policy import history_decision
+    from pytest_aisp.dashboard.ingest import record_session
+
+    decision = history_decision(state.settings)
+    if decision is None:
+        return
+    if decision.url is None:
+        state.notes.append(f"history not recorded into {decision.shown}: {decision.reason}")
+        return
+    try:
+        run_id = record_session(decision.url, state.settings.rootdir, entries=state.entries,
+                                outcomes=state.outcomes, metrics=state.metrics)
+    except AispError as exc:
+        raise AispError(f"history not recorded into {decision.shown}: {exc}") from None
+    state.written.append(f"history run {run_id} into {decision.shown} ({decision.reason})")
 
 
 def _suite_properties(config: pytest.Config, state: ReportState) -> None:
@@ -347,7 +361,7 @@ def terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
             terminalreporter.write_line(line)
     for error in state.errors:
         terminalreporter.write_line(escape_control(f"aisp: error: {error}"), red=True, bold=True)
-    if not state.entries and not state.written:
+    if not state.entries and not state.written and not state.notes:
         return
     shown = [e for e in state.entries if not e.accepted and not e.is_expected]
     counts = Counter(e.finding.severity for e in shown)
@@ -361,3 +375,5 @@ def terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     )
     for line in state.written:
         terminalreporter.write_line(escape_control(f"wrote {line}"))
+    for line in state.notes:
+        terminalreporter.write_line(escape_control(f"aisp: {line}"), yellow=True, bold=True)

@@ -1,22 +1,35 @@
-"""A seeded history: two runs on main (a regression and a new finding) and one on a feature branch."""
+"""A seeded history (two runs on main: a regression and a new finding; one on a feature branch), and a throwaway
+PostgreSQL server started from the installed binaries (fixtures/dashboard/pg_server.py).
+
+Without PostgreSQL's binaries the PostgreSQL tests skip with the install line; under ``CI`` they fail.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from pytest_aisp.dashboard.store import HistoryStore, RunInfo, RunRecord, open_store
 from pytest_aisp.findings import Finding
 from pytest_aisp.reporters.entries import ReportedFinding
+from tests.system_tools import hidden, require_tool
 
 TEST = "tests/test_model_security.py::test_robust_to_pgd"
+ROOT = Path(__file__).resolve().parents[2]
+PG_SERVER_SCRIPT = ROOT / "fixtures" / "dashboard" / "pg_server.py"
 
 
 def entry(rule: str, severity: str, location: str, test: str = TEST, accepted: bool = False,
-          metrics: dict | None = None) -> ReportedFinding:
+          metrics: dict | None = None, outcome: str = "failed") -> ReportedFinding:
     finding = Finding(rule, severity, f"{rule} at {location}", location, {"eps": 0.03}, metrics or {})
-    return ReportedFinding(finding, test, "tests/test_model_security.py", 12, accepted, "failed")
+    return ReportedFinding(finding, test, "tests/test_model_security.py", 12, accepted, outcome)
 
 
 def seed_history(store: HistoryStore) -> None:
@@ -47,3 +60,42 @@ def history(tmp_path: Path) -> Path:
     with open_store(path) as store:
         seed_history(store)
     return path
+
+
+def pg_server_module() -> ModuleType:
+    module = sys.modules.get("aisp_pg_server")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("aisp_pg_server", PG_SERVER_SCRIPT)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["aisp_pg_server"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator:
+    """A PostgreSQL server for the whole session (initdb + pg_ctl in a temporary directory)."""
+    pg = pg_server_module()
+    if pg.find_bindir() is None or hidden("postgresql"):
+        require_tool("postgresql", "the history tests start a throwaway server with initdb and pg_ctl")
+    import psycopg  # noqa: F401  - the postgresql extra (in "all")
+    with pg.throwaway_postgres() as server:
+        yield server
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A new, empty database on the session's server; its URL carries the password."""
+    return pg_server.create_database(f"aisp_test_{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same tests against both databases."""
+    if request.param == "sqlite":
+        return str(tmp_path / "history.db")
+    return request.getfixturevalue("pg_url")

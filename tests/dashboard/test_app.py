@@ -108,7 +108,61 @@ def test_corrupt_database_gives_an_error_page(tmp_path: Path) -> None:
     corrupt = tmp_path / "bad.db"
     corrupt.write_bytes(b"SQLite format 3\x00" + b"\x00\xff" * 300)
     page = client(corrupt, tmp_path).get("/")
-    assert page.status_code == 500 and "corrupt" in page.text and "Traceback" not in page.text
+    assert page.status_code == 503 and "corrupt" in page.text and str(corrupt) in page.text
+    assert "Traceback" not in page.text
+
+
+def _sqlite(path: Path, *statements: str) -> bytes:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    for statement in statements:
+        db.execute(statement)
+    db.commit()
+    db.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("page", ["/", "/findings", "/trends", "/findings/abc"])
+def test_wrong_schema_database_names_the_problem_on_every_page(tmp_path: Path, page: str) -> None:
+    """A file that says schema version 1 but lacks its tables' columns: an error page naming what is missing,
+    not a bare 500, and the file left exactly as it was."""
+    wrong = tmp_path / "wrong.db"
+    before = _sqlite(wrong, "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+                     "INSERT INTO schema_version VALUES (1)", "CREATE TABLE runs (id INTEGER PRIMARY KEY)")
+    answer = client(wrong, tmp_path).get(page)
+    assert answer.status_code == 503
+    assert "The history cannot be read" in answer.text and "lacks columns" in answer.text
+    assert "runs (branch" in answer.text and "nothing was changed" in answer.text
+    assert wrong.read_bytes() == before
+
+
+def test_a_refused_database_keeps_its_header(tmp_path: Path) -> None:
+    """The dashboard said "nothing was changed" about a foreign SQLite file after switching it to WAL."""
+    foreign = tmp_path / "other-app.db"
+    before = _sqlite(foreign, "CREATE TABLE users (id INTEGER)")
+    answer = client(foreign, tmp_path).get("/")
+    assert answer.status_code == 503 and "not an aisp history" in answer.text
+    assert foreign.read_bytes() == before
+    assert not (tmp_path / "other-app.db-wal").exists()
+
+
+def test_build_links_are_http_only(tmp_path: Path) -> None:
+    from pytest_aisp.dashboard.store import RunInfo, RunRecord, open_store
+
+    db = tmp_path / "h.db"
+    with open_store(db) as store:
+        store.record(RunRecord(RunInfo("k1", "2026-11-01T00:00:00+00:00", "main", build_url="javascript:alert(9)")))
+        store.record(RunRecord(RunInfo("k2", "2026-11-01T00:00:00+00:00", "dev",
+                                       build_url="https://ci.example/job/7")))
+        store.record(RunRecord(RunInfo("k3", "2026-11-01T00:00:00+00:00", "x", build_url="JavaScript:alert(1)//http://")))
+        store.record(RunRecord(RunInfo("k4", "2026-11-01T00:00:00+00:00", "y", build_url="data:text/html,<b>x</b>")))
+    page = client(db, tmp_path).get("/").text
+    hrefs = re.findall(r'href="([^"]*)"', page)
+    assert "https://ci.example/job/7" in hrefs
+    assert not [h for h in hrefs if not h.startswith(("/", "https://", "http://"))], hrefs
+    assert "javascript:alert(9)" in page  # shown as text, so the odd value is visible
+    assert "<b>x</b>" not in page
 
 
 def test_cli_dashboard_refuses_a_bad_listen_and_a_corrupt_db(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,28 +1,37 @@
-"""The history store: runs, findings, metrics, triage, migrations, corrupt files and concurrent writers."""
+"""The history store on SQLite and PostgreSQL: runs, findings, metrics, triage, migrations, corrupt files and
+concurrent writers."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from pytest_aisp.cli import main
+from pytest_aisp.dashboard import schema
+from pytest_aisp.dashboard.db import HistoryUnavailable, connect, parse_history_url, redact_url
 from pytest_aisp.dashboard.ingest import record_from_report_dir, run_info
-from pytest_aisp.dashboard.store import SCHEMA_VERSION, RunInfo, RunRecord, open_store, resolve_url
+from pytest_aisp.dashboard.store import SCHEMA_VERSION, RunInfo, RunRecord, open_store
 from pytest_aisp.dashboard.summary import summarize
 from pytest_aisp.findings import AispError
 
 from .conftest import entry
 
 
-def test_summary_new_fixed_counts_and_gate(history: Path) -> None:
-    with open_store(history) as store:
+def test_summary_new_fixed_counts_and_gate(history_url: str) -> None:
+    from .conftest import seed_history
+
+    with open_store(history_url) as store:
+        seed_history(store)
         latest = store.latest_per_branch()
         summary = summarize(store, latest["main"])
-        assert len(summary.findings) == 2 and len(summary.new) == 2 and len(summary.fixed) == 1
+        assert (summary.finding_count, summary.new, summary.fixed, summary.expected) == (2, 2, 1, 0)
         assert summary.counts == {("robust", "high"): 1, ("llm", "critical"): 1}
         assert not summary.gate_passed
         assert any("robust_acc" in r and "0.82" in r and "0.41" in r for r in summary.gate_reasons)
@@ -31,10 +40,15 @@ def test_summary_new_fixed_counts_and_gate(history: Path) -> None:
         assert feature.gate_passed and feature.previous is None
 
 
-def test_triage_clears_the_gate_for_that_finding(history: Path) -> None:
-    with open_store(history) as store:
+def test_triage_clears_the_gate_for_that_finding(history_url: str) -> None:
+    from .conftest import seed_history
+
+    with open_store(history_url) as store:
+        seed_history(store)
         run = store.latest_per_branch()["main"]
         injection = next(f for f in store.findings(run.id) if f.finding.rule_id == "AISP-LLM-INJECTION")
+        store.set_triage(injection.fingerprint, "false_positive", "echo of the prompt", project="other/repo")
+        assert any("AISP-LLM-INJECTION" in r for r in summarize(store, run).gate_reasons)  # another project's
         store.set_triage(injection.fingerprint, "false_positive", "echo of the prompt")
         reasons = summarize(store, run).gate_reasons
         assert not any("AISP-LLM-INJECTION" in r for r in reasons)
@@ -42,39 +56,128 @@ def test_triage_clears_the_gate_for_that_finding(history: Path) -> None:
             store.set_triage(injection.fingerprint, "ignored", "x")
 
 
-def test_shards_with_one_run_key_land_as_one_run(tmp_path: Path) -> None:
-    with open_store(tmp_path / "h.db") as store:
-        info = RunInfo("GITHUB_RUN_ID:77", "2026-11-03T00:00:00+00:00", "main")
+def test_shards_with_one_run_key_land_as_one_run(history_url: str) -> None:
+    with open_store(history_url) as store:
+        info = RunInfo("GITHUB_RUN_ID:77", "2026-11-03T00:00:00+00:00", "main", project="org/repo")
         a = store.record(RunRecord(info, {"t::a": "passed"}, (entry("AISP-A-B", "low", "x", "t::a"),)))
         b = store.record(RunRecord(info, {"t::b": "failed"}, (entry("AISP-A-C", "high", "y", "t::b"),)))
         assert a == b
-        assert len(store.runs()) == 1 and len(store.findings(a)) == 2
+        (run,) = store.runs()
+        assert run.info.project == "org/repo" and run.finding_count == 2
+        assert len(store.findings(a)) == 2
         assert store.outcomes(a) == {"t::a": "passed", "t::b": "failed"}
 
 
-def _writer(path: str, index: int) -> None:
-    with open_store(path) as store:
-        for run in range(10):
-            info = RunInfo(f"w{index}-{run}", "2026-11-03T00:00:00+00:00", "main")
+def test_same_queries_on_both_databases(history_url: str) -> None:
+    """The seeded history reads back the same from SQLite and PostgreSQL: heads, previous, windows, triage."""
+    from .conftest import seed_history
+
+    with open_store(history_url) as store:
+        seed_history(store)
+        heads = store.latest_per_branch()
+        assert sorted(heads) == ["feature/x", "main"]
+        main_run = heads["main"]
+        assert store.previous(main_run).info.run_key == "ci:1"
+        assert [r.info.run_key for r in store.runs("main", last=1)] == ["ci:2"]
+        series = store.metric_series("main", "", last=10)
+        assert [v for _, v in series[("tests/test_model_security.py::test_robust_to_pgd", "robust_acc")]] == [0.82,
+                                                                                                            0.41]
+        assert len(store.metric_series("main", "", last=1)[
+            ("tests/test_model_security.py::test_robust_to_pgd", "robust_acc")]) == 1
+        fp = store.findings(main_run.id)[0].fingerprint
+        store.set_triage(fp, "accepted", "tracked", "ml", "2027-01-31", decided_by="alice")
+        store.set_triage(fp, "false_positive", "echo", decided_by="bob")
+        assert store.triage("")[fp].decided_by == "bob"
+        assert [d.decided_by for d in store.triage_log(fp)] == ["alice", "bob"]
+        assert store.triage("other/project") == {}
+
+
+def _writer(url: str, index: int, runs: int, findings: int) -> None:
+    with open_store(url) as store:
+        for run in range(runs):
+            info = RunInfo(f"w{index}-{run}", "2026-11-03T00:00:00+00:00", "main", project=f"p{index % 3}")
             store.record(RunRecord(info, {f"t::{run}": "passed"}, tuple(
-                entry(f"AISP-W-R{k}", "medium", f"loc{k}", f"t::{run}") for k in range(20))))
+                entry(f"AISP-W-R{k}", "medium", f"loc{k}", f"t::{run}") for k in range(findings))))
+            # Every writer also adds a shard to the same shared runs, racing the others for their row.
+            shared = RunInfo(f"shared-{run % 4}", "2026-11-03T00:00:00+00:00", "main", project="shared")
+            store.record(RunRecord(shared, {f"w{index}::{run}": "passed"},
+                                   (entry("AISP-W-S", "low", f"w{index}-{run}", f"w{index}::{run}"),)))
 
 
-def test_two_concurrent_writers_do_not_corrupt_the_store(tmp_path: Path) -> None:
-    path = str(tmp_path / "h.db")
-    open_store(path).close()
+def test_concurrent_writers_lose_nothing(history_url: str) -> None:
+    """Two writers on SQLite, eight on PostgreSQL (as many CI agents): every run whole, shards of shared runs
+    all kept, per-run counts right, no deadlock."""
+    writers = 8 if history_url.startswith("postgresql") else 2
+    open_store(history_url).close()
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(path, i)) for i in range(2)]
+    procs = [ctx.Process(target=_writer, args=(history_url, i, 10, 20)) for i in range(writers)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
+        p.join(240)
         assert p.exitcode == 0
-    with open_store(path) as store:
+    with open_store(history_url) as store:
+        own = [r for r in store.runs() if r.info.project != "shared"]
+        assert len(own) == writers * 10
+        assert all(r.finding_count == 20 and len(store.findings(r.id)) == 20 for r in own)
+        shared = store.runs(project="shared")
+        assert len(shared) == 4
+        assert sum(r.finding_count for r in shared) == writers * 10
+        assert all(r.finding_count == len(store.findings(r.id)) for r in shared)
+    if not history_url.startswith("postgresql"):
+        assert sqlite3.connect(history_url).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _big_writer(url: str) -> None:
+    with open_store(url) as store:
+        for run in range(10_000):
+            info = RunInfo(f"big-{run}", "2026-11-03T00:00:00+00:00", "main")
+            store.record(RunRecord(info, {}, tuple(entry("AISP-K-R", "low", f"loc{k}", f"t::{k}")
+                                                   for k in range(1500))))
+
+
+def test_a_killed_writer_leaves_no_half_run(history_url: str) -> None:
+    """One transaction per run: a writer killed mid-run leaves whole runs only."""
+    open_store(history_url).close()
+    proc = multiprocessing.get_context("spawn").Process(target=_big_writer, args=(history_url,))
+    proc.start()
+    deadline = time.monotonic() + 120
+    with open_store(history_url) as store:
+        while len(store.runs()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(30)
+    with open_store(history_url) as store:
         runs = store.runs()
-        assert len(runs) == 20
-        assert all(len(store.findings(r.id)) == 20 for r in runs)
-    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert len(runs) >= 2
+        assert {len(store.findings(r.id)) for r in runs} == {1500}
+        assert {r.finding_count for r in runs} == {1500}
+
+
+def test_v1_history_migrates_forward(history_url: str) -> None:
+    """A history written by the previous schema (no projects, triage keyed by fingerprint) keeps its runs,
+    findings and triage, and gains the new columns."""
+    db = connect(parse_history_url(history_url))
+    with db.transaction():
+        for statement in schema.MIGRATIONS[1]:
+            db.execute(db.dialect.ddl(statement))
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+        db.execute("INSERT INTO runs (run_key, created, branch) VALUES ('old:1', '2026-01-01T00:00:00+00:00', "
+                   "'main')")
+        db.execute("INSERT INTO findings (run_id, fingerprint, rule_id, severity, module, message, location, test) "
+                   "VALUES (1, 'f1', 'AISP-SCAN-PICKLE-GLOBAL', 'high', 'scan', 'm', 'model.pt', 't::a')")
+        db.execute("INSERT INTO triage (fingerprint, status, reason, owner, created) VALUES ('f1', 'accepted', "
+                   "'known', 'ml', '2026-01-02T00:00:00+00:00')")
+    db.close()
+    with open_store(history_url) as store:
+        (run,) = store.runs()
+        assert (run.info.project, run.finding_count) == ("", 1)
+        (finding,) = store.findings(run.id)
+        assert finding.finding.rule_id == "AISP-SCAN-PICKLE-GLOBAL" and not finding.expected
+        decision = store.triage("")["f1"]
+        assert (decision.status, decision.reason, decision.rule_id, decision.location) == (
+            "accepted", "known", "AISP-SCAN-PICKLE-GLOBAL", "model.pt")
+        assert schema.inspect(store.db) == SCHEMA_VERSION
 
 
 def test_corrupt_newer_and_foreign_databases_are_refused_unchanged(tmp_path: Path) -> None:
@@ -101,11 +204,56 @@ def test_corrupt_newer_and_foreign_databases_are_refused_unchanged(tmp_path: Pat
         open_store(foreign)
 
 
+def _sqlite_file(path: Path, *statements: str) -> bytes:
+    db = sqlite3.connect(path)
+    for statement in statements:
+        db.execute(statement)
+    db.commit()
+    db.close()
+    return path.read_bytes()
+
+
+def test_refused_databases_keep_every_byte(tmp_path: Path) -> None:
+    """A foreign, wrong-schema or newer SQLite file is inspected read-only: refused without its header being
+    switched to WAL, and no -wal/-shm file appears beside it."""
+    cases = {
+        "foreign.db": (("CREATE TABLE users (id INTEGER)",), "not an aisp history"),
+        "wrong.db": (("CREATE TABLE schema_version (version INTEGER NOT NULL)",
+                      "INSERT INTO schema_version VALUES (1)", "CREATE TABLE runs (id INTEGER PRIMARY KEY)"),
+                     r"lacks columns of it: .*runs \(branch"),
+        "newer.db": (("CREATE TABLE schema_version (version INTEGER NOT NULL)",
+                      f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION + 1})"), "Upgrade pytest-aisp"),
+    }
+    for name, (statements, message) in cases.items():
+        path = tmp_path / name
+        before = _sqlite_file(path, *statements)
+        with pytest.raises(HistoryUnavailable, match=message):
+            open_store(path)
+        assert path.read_bytes() == before, f"{name} was changed"
+        assert not (tmp_path / f"{name}-wal").exists() and not (tmp_path / f"{name}-shm").exists()
+
+
+def test_nan_and_infinite_metrics_are_left_out(tmp_path: Path) -> None:
+    with open_store(tmp_path / "h.db") as store:
+        run_id = store.record(RunRecord(RunInfo("k", "t", "main"), {"t::a": "passed"},
+                                        (entry("AISP-A-B", "low", "x", "t::a", metrics={"v": float("nan")}),),
+                                        {"t::a": {"robust_acc": float("nan"), "x": float("inf"), "ok": 0.5}}))
+        assert store.run_metrics(run_id) == {("t::a", "ok"): 0.5}
+
+
 def test_urls() -> None:
-    assert resolve_url("sqlite:///.aisp/h.db") == Path(".aisp/h.db")
-    assert resolve_url("sqlite:////abs/h.db") == Path("/abs/h.db")
-    with pytest.raises(AispError, match="SQLite only"):
-        resolve_url("postgresql://db/aisp")
+    assert parse_history_url("sqlite:///.aisp/h.db").path == Path(".aisp/h.db")
+    assert parse_history_url("sqlite:////abs/h.db").path == Path("/abs/h.db")
+    assert parse_history_url(".aisp/h.db").path == Path(".aisp/h.db")
+    pg = parse_history_url("postgres://ci:pw@db:5432/aisp")
+    assert (pg.kind, pg.conninfo, pg.shown) == ("postgresql", "postgresql://ci:pw@db:5432/aisp",
+                                                "postgresql://ci:***@db:5432/aisp")
+    assert parse_history_url("postgresql+psycopg://db/aisp").conninfo == "postgresql://db/aisp"
+    assert redact_url("postgresql://db/aisp?user=ci&password=pw&sslmode=require") == (
+        "postgresql://db/aisp?user=ci&password=***&sslmode=require")
+    with pytest.raises(AispError, match="not supported") as refused:
+        parse_history_url("mysql://root:hunter2@db/aisp")
+    assert "hunter2" not in str(refused.value)
 
 
 def test_run_info_from_ci_variables(tmp_path: Path) -> None:
@@ -150,3 +298,20 @@ def test_ingest_rejects_folders_without_reports(tmp_path: Path) -> None:
     (tmp_path / "x.sarif").write_text(json.dumps({"no": "runs"}))
     with pytest.raises(AispError, match="is not a SARIF file"):
         record_from_report_dir(tmp_path, RunInfo("k", "t"))
+
+
+def test_history_commands_read_the_configured_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`aisp history ingest` without --db records where `[tool.aisp] history` points, as pytest does."""
+    (tmp_path / "pyproject.toml").write_text('[tool.aisp]\nhistory = "ci/history.db"\n')
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "aisp.sarif").write_text(json.dumps({"runs": [{"results": [
+        {"ruleId": "AISP-SCAN-PICKLE-GLOBAL", "level": "error", "message": {"text": "os.system"},
+         "properties": {"aisp-test": "t.py::test_scan", "aisp-location": "m.pkl"}}]}]}))
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    monkeypatch.delenv("AISP_HISTORY", raising=False)
+    assert main(["history", "ingest", str(reports), "--run-id", "r1", "--project", "org/x"]) == 0
+    with open_store(tmp_path / "ci" / "history.db") as store:
+        (run,) = store.runs()
+        assert (run.info.project, run.finding_count) == ("org/x", 1)
