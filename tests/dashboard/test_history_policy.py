@@ -75,4 +75,5 @@ def test_a_history_that_cannot_be_written_fails_the_session(project: pytest.Pyte
     (project.path / "taken.db").write_bytes(b"not a database at all, but a text file" * 40)
     result = project.runpytest("--aisp-history=taken.db")
     assert result.ret != 0
-    result.stdout.fnmatch_lines(["*aisp: error: history not recorded into *taken.db: history database *taken.db cannot be read*"])
+    result.stdout.fnmatch_lines(
+        ["*aisp: error: history not recorded into *taken.db: history database *taken.db cannot be read*"])
