@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from pytest_aisp.multimodal.inputs import from_float255, to_float255
-from pytest_aisp.multimodal.registry import Context, Perturbation, import_augly
+from pytest_aisp.multimodal.inputs import Context, from_float255, to_float255
+from pytest_aisp.multimodal.perturbation import Perturbation, import_augly
 
 DEFAULT = ("blur", "gaussian_noise", "jpeg", "brightness", "contrast", "rotation", "crop", "occlusion")
 OVERLAY_WORDS = ("SALE", "LOL", "FREE", "OK", "WOW", "NEW")

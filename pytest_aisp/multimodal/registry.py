@@ -4,62 +4,31 @@ A perturbation is named ``<modality>:<name>`` (``image:blur``, ``audio:white_noi
 severity in [0, 1]; severity 0 is the identity, 1 the strongest setting. ``parameters`` maps a
 severity (and a seeded generator, for random choices such as a direction) to the concrete
 parameters, so the same seed gives the same output on every backend call.
+
+The operations modules (``image_ops`` ...) build ``Perturbation``s from ``perturbation.py`` and the
+input helpers of ``inputs.py``; this module loads them by name and never the other way round. Its
+``Context``, ``Perturbation``, ``import_augly`` and ``augly_available`` are those modules' names.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from pytest_aisp.findings import AispError
+from pytest_aisp.multimodal import inputs as checks
+from pytest_aisp.multimodal.inputs import Context as Context
+from pytest_aisp.multimodal.perturbation import Perturbation as Perturbation
+from pytest_aisp.multimodal.perturbation import augly_available as augly_available
+from pytest_aisp.multimodal.perturbation import import_augly as import_augly
 
 MODALITIES: tuple[str, ...] = ("image", "audio", "video", "text")
 BACKENDS: tuple[str, ...] = ("auto", "native", "augly")
-
-
-@dataclass(frozen=True)
-class Context:
-    """What some perturbations need besides the data: the audio sample rate, the video frame rate."""
-
-    sample_rate: int | None = None
-    fps: float | None = None
-
-
-# (severity, rng, batch size) -> parameters; arrays of length n hold per-example choices.
-ParameterMap = Callable[[float, np.random.Generator, int], dict[str, Any]]
-# (batch, parameters, rng, context) -> perturbed batch of the same kind.
-NativeFunction = Callable[[Any, Mapping[str, Any], np.random.Generator, Context], Any]
-# (batch, parameters, seed, context) -> perturbed batch, one item at a time through AugLy.
-AuglyFunction = Callable[[Any, Mapping[str, Any], int, Context], Any]
-
-
-@dataclass(frozen=True)
-class Perturbation:
-    """One named perturbation: its severity mapping and its native (and maybe AugLy) implementation."""
-
-    name: str
-    mapping: str
-    parameters: ParameterMap
-    native: NativeFunction
-    augly: AuglyFunction | None = None
-    batched: bool = True
-    augly_note: str = ""
-    tags: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def modality(self) -> str:
-        return self.name.split(":", 1)[0]
-
-    @property
-    def short_name(self) -> str:
-        return self.name.split(":", 1)[1]
 
 
 _OPS_MODULES = {
@@ -149,24 +118,6 @@ def check_severity(severity: float) -> float:
     return value
 
 
-def import_augly(module: str = "augly.image") -> Any:
-    """Import an AugLy module. AugLy needs libmagic (through python-magic): the one inside the ``pylibmagic``
-    wheel is loaded first when installed, so every machine runs the same library; Debian's ``libmagic1``
-    serves otherwise."""
-    with contextlib.suppress(ImportError):
-        import pylibmagic  # noqa: F401  - puts its libmagic and magic.mgc first for python-magic
-    return importlib.import_module(module)
-
-
-def augly_available() -> bool:
-    """True when AugLy's image module imports (with libmagic from the pylibmagic wheel or the system)."""
-    try:
-        import_augly("augly.image")
-    except Exception:  # augly raises ImportError, or OSError when libmagic is missing
-        return False
-    return True
-
-
 def choose_backend(perturbation: Perturbation, backend: str) -> str:
     """``native`` or ``augly`` for this perturbation under the requested ``backend``."""
     if backend not in BACKENDS:
@@ -198,8 +149,6 @@ def apply_perturbation(
     ``sample_rate``; video (N, F, H, W, C) with ``fps``; text a list of strings. The output has
     the same type, dtype and shape (video temporal operations keep the frame count).
     """
-    from pytest_aisp.multimodal import inputs as checks
-
     spec = get_perturbation(perturbation) if isinstance(perturbation, str) else perturbation
     severity = check_severity(severity)
     context = Context(sample_rate=sample_rate, fps=fps)
