@@ -28,7 +28,10 @@ from pytest_aisp.multimodal.perturbation import augly_available as augly_availab
 from pytest_aisp.multimodal.perturbation import import_augly as import_augly
 
 MODALITIES: tuple[str, ...] = ("image", "audio", "video", "text")
-BACKENDS: tuple[str, ...] = ("auto", "native", "augly")
+# "native" is the default everywhere: the same inputs, seed and severity give the same output on every
+# machine. "augly" runs AugLy's function where it has a working one (and requires AugLy); "auto" uses
+# AugLy when it imports and the native code otherwise, so its results depend on what is installed.
+BACKENDS: tuple[str, ...] = ("native", "augly", "auto")
 
 
 _OPS_MODULES = {
@@ -119,7 +122,12 @@ def check_severity(severity: float) -> float:
 
 
 def choose_backend(perturbation: Perturbation, backend: str) -> str:
-    """``native`` or ``augly`` for this perturbation under the requested ``backend``."""
+    """``native`` or ``augly`` for this perturbation under the requested ``backend``.
+
+    ``native`` (the default of every entry point) always gives ``native``; ``augly`` gives ``augly`` where
+    AugLy has the function and raises ``BackendMissing`` when AugLy does not import; ``auto`` gives
+    ``augly`` only when AugLy imports.
+    """
     if backend not in BACKENDS:
         raise AispError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if perturbation.augly is None or backend == "native":
@@ -139,7 +147,7 @@ def apply_perturbation(
     severity: float,
     *,
     seed: int = 0,
-    backend: str = "auto",
+    backend: str = "native",
     sample_rate: int | None = None,
     fps: float | None = None,
 ) -> Any:
@@ -147,7 +155,9 @@ def apply_perturbation(
 
     Images are arrays (N, H, W, C) of uint8 or floats in [0, 1]; audio (N, T) floats with
     ``sample_rate``; video (N, F, H, W, C) with ``fps``; text a list of strings. The output has
-    the same type, dtype and shape (video temporal operations keep the frame count).
+    the same type, dtype and shape (video temporal operations keep the frame count). ``backend`` is
+    ``"native"`` by default, so a result does not depend on whether AugLy is installed; pass
+    ``"augly"`` to run AugLy's function where it has one.
     """
     spec = get_perturbation(perturbation) if isinstance(perturbation, str) else perturbation
     severity = check_severity(severity)
@@ -186,6 +196,6 @@ def severity_table(perturbations: Sequence[Perturbation] | None = None) -> list[
         if p.augly is None:
             note = "native" + (f" ({p.augly_note})" if p.augly_note else "")
         else:
-            note = "augly (native without it)"
+            note = "native; augly on request"
         rows.append((p.name, note, p.mapping))
     return rows

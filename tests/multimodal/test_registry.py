@@ -330,3 +330,34 @@ def test_public_names_stay_where_they_were():
     assert registry.Perturbation is perturbation.Perturbation
     assert registry.import_augly is perturbation.import_augly
     assert registry.augly_available is perturbation.augly_available
+
+
+def test_every_entry_point_runs_the_native_backend_by_default():
+    """The default must not depend on what is installed: AugLy only when asked for."""
+    import argparse
+    import inspect
+
+    from pytest_aisp.multimodal import (
+        assert_breaking_severity,
+        assert_cross_modal_consistent,
+        assert_invariant,
+        evaluate_cross_modal,
+        evaluate_invariance,
+        find_breaking_severity,
+    )
+    from pytest_aisp.multimodal.cli import register
+
+    for function in (
+        apply_perturbation,
+        evaluate_invariance,
+        assert_invariant,
+        find_breaking_severity,
+        assert_breaking_severity,
+        evaluate_cross_modal,
+        assert_cross_modal_consistent,
+    ):
+        assert inspect.signature(function).parameters["backend"].default == "native", function.__name__
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["multimodal", "apply", "in.png", "-p", "image:blur", "-o", "out.png"])
+    assert args.backend == "native"
