@@ -154,7 +154,59 @@ def _old_blur(x: np.ndarray, p: dict) -> np.ndarray:
     return _to_uint8(gaussian_filter(x.astype(np.float32), sigma=(0, radius, radius, 0), mode="nearest"))
 
 
+def _old_blend(x: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """The previous compositing: the whole batch in float32 on the 0-255 scale."""
+    out = x.astype(np.float32)
+    weight = alpha.astype(np.float32)[None, :, :, None]
+    paint = np.asarray(colour, dtype=np.float32)
+    if x.shape[3] == 1:
+        paint = paint.mean(axis=-1, keepdims=True)
+    out[..., : min(3, x.shape[3])] = out[..., : min(3, x.shape[3])] * (1 - weight) + paint * weight
+    return out
+
+
+def _old_overlay_text(x: np.ndarray, p: dict) -> np.ndarray:
+    mask = image_ops._text_mask(x.shape[1], x.shape[2], p["text"], p["font_size"], p["x_pos"], p["y_pos"])
+    return _to_uint8(_old_blend(x, mask * p["opacity"], np.array(p["color"])))
+
+
+def _old_overlay_emoji(x: np.ndarray, p: dict) -> np.ndarray:
+    height, width = x.shape[1:3]
+    size = max(2, round(p["emoji_size"] * height))
+    emoji = image_ops._emoji_rgba(size)
+    top, left = round(p["y_pos"] * height), round(p["x_pos"] * width)
+    alpha = np.zeros((height, width), dtype=np.float32)
+    colour = np.zeros((height, width, 3), dtype=np.float32)
+    h, w = min(size, height - top), min(size, width - left)
+    alpha[top : top + h, left : left + w] = emoji[:h, :w, 3] / 255.0 * p["opacity"]
+    colour[top : top + h, left : left + w] = emoji[:h, :w, :3]
+    return _to_uint8(_old_blend(x, alpha, colour))
+
+
+def _old_meme_format(x: np.ndarray, p: dict) -> np.ndarray:
+    height, width = x.shape[1:3]
+    bar = min(height - 1, max(1, round(p["caption_height"] * height)))
+    body = _old_resize(x.astype(np.float32), height - bar, width)
+    white = np.full((len(x), bar, width, x.shape[3]), 255, dtype=np.uint8)
+    caption = _old_blend(white, image_ops._text_mask(bar, width, p["text"], 0.7, 0.05, 0.1), np.zeros(3))
+    return _to_uint8(np.concatenate([caption, body], axis=1))
+
+
+def _old_occlusion(x: np.ndarray, p: dict) -> np.ndarray:
+    height, width = x.shape[1:3]
+    side_h, side_w = max(1, round(p["side"] * height)), max(1, round(p["side"] * width))
+    tops = np.rint(np.asarray(p["top"]) * (height - side_h))[:, None, None]
+    lefts = np.rint(np.asarray(p["left"]) * (width - side_w))[:, None, None]
+    rows, cols = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
+    inside = (rows >= tops) & (rows < tops + side_h) & (cols >= lefts) & (cols < lefts + side_w)
+    return _to_uint8(np.where(inside[..., None], p["fill"], x.astype(np.float32)))
+
+
 PREVIOUS = {
+    "image:overlay_text": _old_overlay_text,
+    "image:overlay_emoji": _old_overlay_emoji,
+    "image:meme_format": _old_meme_format,
+    "image:occlusion": _old_occlusion,
     "image:crop": _old_crop,
     "image:pad": _old_pad,
     "image:scale": _old_scale,
@@ -169,6 +221,10 @@ PREVIOUS = {
 # resampling now rounds 8-bit fixed-point weights (scale resamples twice, so up to 2 levels); the
 # warps truncate like Pillow from weights in 1/256 steps; the rest rounds the same values.
 BOUNDS = {
+    "image:overlay_text": (0, 0.0),
+    "image:overlay_emoji": (0, 0.0),
+    "image:meme_format": (1, 0.2),
+    "image:occlusion": (0, 0.0),
     "image:crop": (1, 0.2),
     "image:pad": (1, 0.2),
     "image:scale": (2, 0.4),
