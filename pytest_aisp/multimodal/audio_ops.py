@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from pytest_aisp.multimodal.registry import Context, Perturbation
+from pytest_aisp.multimodal.inputs import Context
+from pytest_aisp.multimodal.perturbation import Perturbation
 
 DEFAULT = ("white_noise", "pink_noise", "speed", "time_shift", "clipping", "lowpass", "reverb", "mp3")
 _EPS = 1e-12

@@ -31,7 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     apply.add_argument("-p", "--perturbation", required=True, help="name such as image:blur or audio:reverb")
     apply.add_argument("-s", "--severity", type=float, default=0.5, help="severity in [0, 1] (default 0.5)")
     apply.add_argument("--seed", type=int, default=0)
-    apply.add_argument("--backend", choices=("auto", "native", "augly"), default="auto")
+    apply.add_argument(
+        "--backend",
+        choices=("native", "augly", "auto"),
+        default="native",
+        help="native (default: the same output on every machine), augly (AugLy where it has the function;"
+        " needs pytest-aisp[augly]) or auto (AugLy when it imports, native otherwise)",
+    )
     apply.add_argument("-o", "--output", type=Path, required=True, help="where to write the perturbed file")
     apply.set_defaults(func=run_apply)
     parser.set_defaults(func=lambda args: _usage(parser))

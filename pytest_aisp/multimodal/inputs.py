@@ -1,15 +1,25 @@
-"""Input checks: each modality's batch layout, with errors that say how to fix the input."""
+"""Input checks: each modality's batch layout, with errors that say how to fix the input.
+
+This module imports nothing else of the package's multimodal folder: the registry and the
+operations import it, never the other way round.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pytest_aisp.findings import AispError
 
-if TYPE_CHECKING:
-    from pytest_aisp.multimodal.registry import Context
+
+@dataclass(frozen=True)
+class Context:
+    """What some perturbations need besides the data: the audio sample rate, the video frame rate."""
+
+    sample_rate: int | None = None
+    fps: float | None = None
 
 _LAYOUT = {
     "image": "(N, H, W, C) with C in 1, 3 or 4",

@@ -155,7 +155,7 @@ def evaluate_invariance(
     seed: int = 0,
     min_agreement: float = 0.9,
     min_accuracy: float | None = None,
-    backend: str = "auto",
+    backend: str = "native",
     sample_rate: int | None = None,
     fps: float | None = None,
     location: str | None = None,
@@ -166,7 +166,8 @@ def evaluate_invariance(
     below ``min_agreement`` at any severity gives one ``AISP-MM-INVARIANCE`` finding (at its
     lowest failing severity); with ``labels`` and ``min_accuracy``, low accuracy gives
     ``AISP-MM-ACCURACY``. A perturbation that could not be applied, or that crashed the model,
-    gives ``AISP-MM-UNCHECKED`` (fail closed).
+    gives ``AISP-MM-UNCHECKED`` (fail closed). The perturbations run on the native backend unless
+    ``backend`` asks for AugLy (``"augly"``, or ``"auto"`` where it imports); each cell records which ran.
     """
     started = time.perf_counter()
     specs = resolve_perturbations(perturbations)
@@ -270,7 +271,7 @@ def assert_invariant(
     labels: Sequence[Any] | np.ndarray | None = None,
     seed: int = 0,
     min_accuracy: float | None = None,
-    backend: str = "auto",
+    backend: str = "native",
     sample_rate: int | None = None,
     fps: float | None = None,
     location: str | None = None,
@@ -530,7 +531,7 @@ def find_breaking_severity(
     *,
     seed: int = 0,
     max_examples: int = 60,
-    backend: str = "auto",
+    backend: str = "native",
     sample_rate: int | None = None,
     fps: float | None = None,
     at_least: float | None = None,
@@ -639,7 +640,7 @@ def assert_breaking_severity(
     at_least: float = 0.5,
     seed: int = 0,
     max_examples: int = 60,
-    backend: str = "auto",
+    backend: str = "native",
     sample_rate: int | None = None,
     fps: float | None = None,
     location: str | None = None,

@@ -4,62 +4,34 @@ A perturbation is named ``<modality>:<name>`` (``image:blur``, ``audio:white_noi
 severity in [0, 1]; severity 0 is the identity, 1 the strongest setting. ``parameters`` maps a
 severity (and a seeded generator, for random choices such as a direction) to the concrete
 parameters, so the same seed gives the same output on every backend call.
+
+The operations modules (``image_ops`` ...) build ``Perturbation``s from ``perturbation.py`` and the
+input helpers of ``inputs.py``; this module loads them by name and never the other way round. Its
+``Context``, ``Perturbation``, ``import_augly`` and ``augly_available`` are those modules' names.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from pytest_aisp.findings import AispError
+from pytest_aisp.multimodal import inputs as checks
+from pytest_aisp.multimodal.inputs import Context as Context
+from pytest_aisp.multimodal.perturbation import Perturbation as Perturbation
+from pytest_aisp.multimodal.perturbation import augly_available as augly_available
+from pytest_aisp.multimodal.perturbation import import_augly as import_augly
 
 MODALITIES: tuple[str, ...] = ("image", "audio", "video", "text")
-BACKENDS: tuple[str, ...] = ("auto", "native", "augly")
-
-
-@dataclass(frozen=True)
-class Context:
-    """What some perturbations need besides the data: the audio sample rate, the video frame rate."""
-
-    sample_rate: int | None = None
-    fps: float | None = None
-
-
-# (severity, rng, batch size) -> parameters; arrays of length n hold per-example choices.
-ParameterMap = Callable[[float, np.random.Generator, int], dict[str, Any]]
-# (batch, parameters, rng, context) -> perturbed batch of the same kind.
-NativeFunction = Callable[[Any, Mapping[str, Any], np.random.Generator, Context], Any]
-# (batch, parameters, seed, context) -> perturbed batch, one item at a time through AugLy.
-AuglyFunction = Callable[[Any, Mapping[str, Any], int, Context], Any]
-
-
-@dataclass(frozen=True)
-class Perturbation:
-    """One named perturbation: its severity mapping and its native (and maybe AugLy) implementation."""
-
-    name: str
-    mapping: str
-    parameters: ParameterMap
-    native: NativeFunction
-    augly: AuglyFunction | None = None
-    batched: bool = True
-    augly_note: str = ""
-    tags: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def modality(self) -> str:
-        return self.name.split(":", 1)[0]
-
-    @property
-    def short_name(self) -> str:
-        return self.name.split(":", 1)[1]
+# "native" is the default everywhere: the same inputs, seed and severity give the same output on every
+# machine. "augly" runs AugLy's function where it has a working one (and requires AugLy); "auto" uses
+# AugLy when it imports and the native code otherwise, so its results depend on what is installed.
+BACKENDS: tuple[str, ...] = ("native", "augly", "auto")
 
 
 _OPS_MODULES = {
@@ -149,26 +121,13 @@ def check_severity(severity: float) -> float:
     return value
 
 
-def import_augly(module: str = "augly.image") -> Any:
-    """Import an AugLy module. AugLy needs libmagic (through python-magic): the one inside the ``pylibmagic``
-    wheel is loaded first when installed, so every machine runs the same library; Debian's ``libmagic1``
-    serves otherwise."""
-    with contextlib.suppress(ImportError):
-        import pylibmagic  # noqa: F401  - puts its libmagic and magic.mgc first for python-magic
-    return importlib.import_module(module)
-
-
-def augly_available() -> bool:
-    """True when AugLy's image module imports (with libmagic from the pylibmagic wheel or the system)."""
-    try:
-        import_augly("augly.image")
-    except Exception:  # augly raises ImportError, or OSError when libmagic is missing
-        return False
-    return True
-
-
 def choose_backend(perturbation: Perturbation, backend: str) -> str:
-    """``native`` or ``augly`` for this perturbation under the requested ``backend``."""
+    """``native`` or ``augly`` for this perturbation under the requested ``backend``.
+
+    ``native`` (the default of every entry point) always gives ``native``; ``augly`` gives ``augly`` where
+    AugLy has the function and raises ``BackendMissing`` when AugLy does not import; ``auto`` gives
+    ``augly`` only when AugLy imports.
+    """
     if backend not in BACKENDS:
         raise AispError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if perturbation.augly is None or backend == "native":
@@ -188,7 +147,7 @@ def apply_perturbation(
     severity: float,
     *,
     seed: int = 0,
-    backend: str = "auto",
+    backend: str = "native",
     sample_rate: int | None = None,
     fps: float | None = None,
 ) -> Any:
@@ -196,10 +155,10 @@ def apply_perturbation(
 
     Images are arrays (N, H, W, C) of uint8 or floats in [0, 1]; audio (N, T) floats with
     ``sample_rate``; video (N, F, H, W, C) with ``fps``; text a list of strings. The output has
-    the same type, dtype and shape (video temporal operations keep the frame count).
+    the same type, dtype and shape (video temporal operations keep the frame count). ``backend`` is
+    ``"native"`` by default, so a result does not depend on whether AugLy is installed; pass
+    ``"augly"`` to run AugLy's function where it has one.
     """
-    from pytest_aisp.multimodal import inputs as checks
-
     spec = get_perturbation(perturbation) if isinstance(perturbation, str) else perturbation
     severity = check_severity(severity)
     context = Context(sample_rate=sample_rate, fps=fps)
@@ -237,6 +196,6 @@ def severity_table(perturbations: Sequence[Perturbation] | None = None) -> list[
         if p.augly is None:
             note = "native" + (f" ({p.augly_note})" if p.augly_note else "")
         else:
-            note = "augly (native without it)"
+            note = "native; augly on request"
         rows.append((p.name, note, p.mapping))
     return rows

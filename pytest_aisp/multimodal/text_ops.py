@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pytest_aisp.multimodal.registry import Context, Perturbation, import_augly
+from pytest_aisp.multimodal.inputs import Context
+from pytest_aisp.multimodal.perturbation import Perturbation, import_augly
 
 DEFAULT = ("typos", "similar_chars", "zero_width", "bidi", "contractions")
 

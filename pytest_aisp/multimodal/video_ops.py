@@ -17,7 +17,8 @@ import numpy as np
 
 from pytest_aisp.findings import AispError
 from pytest_aisp.multimodal import image_ops
-from pytest_aisp.multimodal.registry import Context, Perturbation
+from pytest_aisp.multimodal.inputs import Context
+from pytest_aisp.multimodal.perturbation import Perturbation
 
 DEFAULT = ("blur", "jpeg", "brightness", "frame_drop", "frame_rate", "reencode", "temporal_crop")
 

@@ -116,7 +116,38 @@ def test_broken_augly_functions_run_native(name):
     assert out.shape == (1, 32, 32, 3)
 
 
+def test_default_backend_is_native_with_augly_installed(tmp_path):
+    """The same call gives the same result on a machine with AugLy as on one without: native by default."""
+    from pytest_aisp.multimodal import evaluate_invariance
+
+    images = _photos(None)
+    texts = ["I do not think that it is a good movie", "they are not coming because it is late"]
+    default = apply_perturbation("image:blur", images, 0.6, seed=1)
+    np.testing.assert_array_equal(default, apply_perturbation("image:blur", images, 0.6, seed=1, backend="native"))
+    assert not np.array_equal(default, apply_perturbation("image:blur", images, 0.6, seed=1, backend="augly"))
+    assert apply_perturbation("text:typos", texts, 0.8, seed=2) == apply_perturbation(
+        "text:typos", texts, 0.8, seed=2, backend="native"
+    )
+    np.save(tmp_path / "images.npy", images)
+    without_augly = (
+        "import sys; sys.modules['augly'] = None; sys.modules['augly.image'] = None; import numpy as np; "
+        "from pytest_aisp.multimodal import apply_perturbation; "
+        f"x = np.load({str(tmp_path / 'images.npy')!r}); "
+        f"np.save({str(tmp_path / 'out.npy')!r}, apply_perturbation('image:blur', x, 0.6, seed=1))"
+    )
+    subprocess.run([sys.executable, "-c", without_augly], check=True, capture_output=True, timeout=120)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), default)
+    result = evaluate_invariance(
+        lambda batch: np.zeros(len(batch), dtype=int), images, perturbations=["image:blur", "image:jpeg"]
+    )
+    assert {cell.backend for cell in result.cells} == {"native"}
+    assert {cell.backend for cell in evaluate_invariance(
+        lambda batch: np.zeros(len(batch), dtype=int), images, perturbations="image:blur", backend="augly"
+    ).cells} == {"augly"}
+
+
 def test_auto_uses_augly_where_it_works():
+    """``auto`` stays available as an explicit choice: AugLy when it imports."""
     assert choose_backend(get_perturbation("image:overlay_emoji"), "auto") == "augly"
     assert choose_backend(get_perturbation("image:brightness"), "auto") == "augly"
     assert choose_backend(get_perturbation("text:typos"), "auto") == "augly"

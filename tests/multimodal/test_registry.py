@@ -275,3 +275,89 @@ def test_importing_the_module_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _multimodal_imports() -> dict[str, set[str]]:
+    """Each module of pytest_aisp/multimodal -> the modules of that folder it imports: at the top, under
+    TYPE_CHECKING, inside functions, or by a dotted name in a string (importlib.import_module)."""
+    import ast
+    from pathlib import Path
+
+    import pytest_aisp.multimodal as package
+
+    folder, prefix = Path(package.__file__).parent, "pytest_aisp.multimodal."
+    modules = {path.stem: path for path in folder.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                targets.add(node.value)
+        graph[name] = {
+            t[len(prefix) :].split(".")[0] for t in targets if t.startswith(prefix)
+        } & set(modules) - {name}
+    return graph
+
+
+def test_multimodal_modules_import_each_other_without_a_circle():
+    graph = _multimodal_imports()
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                raise AssertionError("import circle: " + " -> ".join([*path[path.index(target) :], target]))
+            if target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert graph["inputs"] == set()  # the input checks and Context depend on nothing else of the folder
+
+
+def test_public_names_stay_where_they_were():
+    from pytest_aisp.multimodal import inputs, perturbation, registry
+
+    assert registry.Context is inputs.Context
+    assert registry.Perturbation is perturbation.Perturbation
+    assert registry.import_augly is perturbation.import_augly
+    assert registry.augly_available is perturbation.augly_available
+
+
+def test_every_entry_point_runs_the_native_backend_by_default():
+    """The default must not depend on what is installed: AugLy only when asked for."""
+    import argparse
+    import inspect
+
+    from pytest_aisp.multimodal import (
+        assert_breaking_severity,
+        assert_cross_modal_consistent,
+        assert_invariant,
+        evaluate_cross_modal,
+        evaluate_invariance,
+        find_breaking_severity,
+    )
+    from pytest_aisp.multimodal.cli import register
+
+    for function in (
+        apply_perturbation,
+        evaluate_invariance,
+        assert_invariant,
+        find_breaking_severity,
+        assert_breaking_severity,
+        evaluate_cross_modal,
+        assert_cross_modal_consistent,
+    ):
+        assert inspect.signature(function).parameters["backend"].default == "native", function.__name__
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["multimodal", "apply", "in.png", "-p", "image:blur", "-o", "out.png"])
+    assert args.backend == "native"
