@@ -10,17 +10,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
-import importlib.util as _monitor_importlib
 import sys
-import sys as _monitor_sys
 from pathlib import Path
-from pathlib import Path as _MonitorPath
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-import pytest as _monitor_pytest
 
 from pytest_aisp.llm import LLMEndpoint
 
@@ -28,11 +24,22 @@ from pytest_aisp.llm import LLMEndpoint
 # Model files: scan before anything loads them
 # --------------------------------------------------------------------------------------------------------------
 
-SCAN_FIXTURES = next(
-    p / "fixtures" / "scan"
-    for p in Path(__file__).resolve().parents
-    if (p / "fixtures" / "scan" / "make_corpus.py").is_file()
-)
+HERE = Path(__file__).resolve().parent
+# the scripts that make this repository's models, data and logs (fixtures/ beside examples/)
+FIXTURES = next(p / "fixtures" for p in HERE.parents if (p / "fixtures").is_dir())
+SCAN_FIXTURES = FIXTURES / "scan"
+
+
+def _load_script(path: Path, name: str) -> ModuleType:
+    """The script at ``path`` imported once as module ``name`` (registered first: the dataclasses and pickles
+    of a script look their module up by name)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None, path
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @pytest.fixture(scope="session")
@@ -71,23 +78,10 @@ def scan_untrusted_download(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _robust_models_script() -> Path:
-    for folder in Path(__file__).resolve().parents:
-        script = folder / "fixtures" / "robust" / "make_models.py"
-        if script.is_file():
-            return script
-    raise FileNotFoundError("fixtures/robust/make_models.py not found above the examples")
-
-
 @pytest.fixture(scope="session")
 def robust_example_models() -> dict[str, dict[str, Path]]:
     """Trained example models (TorchScript, ONNX, state dict, eval data), built once per session."""
-    script = _robust_models_script()
-    spec = importlib.util.spec_from_file_location("robust_make_models", script)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module.build_all()
+    return _load_script(FIXTURES / "robust" / "make_models.py", "robust_make_models").build_all()
 
 
 @pytest.fixture(scope="session")
@@ -116,19 +110,13 @@ def tabular_model(aisp_config: Any, aisp_device: str, robust_example_models: dic
 # Poisoning, backdoors, extraction and membership
 # --------------------------------------------------------------------------------------------------------------
 
-FIXTURE_SCRIPT = Path(__file__).resolve().parent.parent / "fixtures" / "robust" / "make_poison_fixtures.py"
-
-
 @pytest.fixture(scope="session")
 def poison_kit():
     """The known-answer script (models, data, training functions), with its files generated."""
     import torch
 
     torch.set_num_threads(1)
-    spec = importlib.util.spec_from_file_location("make_poison_fixtures", FIXTURE_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_poison_fixtures"] = module
-    spec.loader.exec_module(module)
+    module = _load_script(FIXTURES / "robust" / "make_poison_fixtures.py", "make_poison_fixtures")
     return module, module.make_all()
 
 
@@ -139,15 +127,7 @@ def poison_kit():
 
 def _chat_app():
     """The Acme chat app module, found beside this file (examples/llm_app/app.py)."""
-    here = Path(__file__).resolve()
-    app_file = next(p / "llm_app" / "app.py" for p in here.parents if (p / "llm_app" / "app.py").is_file())
-    name = "acme_chat_app"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, app_file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return _load_script(HERE / "llm_app" / "app.py", "acme_chat_app")
 
 
 @pytest.fixture(scope="session")
@@ -192,25 +172,12 @@ def weak_chat(chat_app):
 # Text classifiers: adversarial edits, augmentation, bias
 # --------------------------------------------------------------------------------------------------------------
 
-# --- NLP: real text classifiers made by fixtures/nlp/make_models.py (seeded, about a second) ---
-
-
-def _nlp_make_models():
-    """fixtures/nlp/make_models.py, found from this file upwards."""
-    for folder in Path(__file__).resolve().parents:
-        script = folder / "fixtures" / "nlp" / "make_models.py"
-        if script.is_file():
-            spec = importlib.util.spec_from_file_location("aisp_nlp_make_models", script)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-            return module
-    raise FileNotFoundError("fixtures/nlp/make_models.py not found above " + str(Path(__file__).parent))
+# Real text classifiers made by fixtures/nlp/make_models.py (seeded, about a second).
 
 
 @pytest.fixture(scope="session")
 def nlp_models():
-    return _nlp_make_models()
+    return _load_script(FIXTURES / "nlp" / "make_models.py", "aisp_nlp_make_models")
 
 
 @pytest.fixture(scope="session")
@@ -230,24 +197,10 @@ def sentiment_eval_set(nlp_models):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _multimodal_fixture_script() -> Path:
-    """fixtures/multimodal/make_fixtures.py, found from this file upwards (examples/ or examples/parts/)."""
-    for folder in Path(__file__).resolve().parents:
-        candidate = folder / "fixtures" / "multimodal" / "make_fixtures.py"
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("fixtures/multimodal/make_fixtures.py not found above " + str(Path(__file__).parent))
-
-
 @pytest.fixture(scope="session")
 def multimodal_fixtures() -> ModuleType:
     """The fixture script, with its artifacts generated into fixtures/multimodal/generated/."""
-    if "multimodal_fixtures" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("multimodal_fixtures", _multimodal_fixture_script())
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["multimodal_fixtures"] = module
-        spec.loader.exec_module(module)
-    module = sys.modules["multimodal_fixtures"]
+    module = _load_script(FIXTURES / "multimodal" / "make_fixtures.py", "multimodal_fixtures")
     module.make_all()
     return module
 
@@ -294,25 +247,14 @@ def mm_image_caption_model(multimodal_fixtures: ModuleType, mm_digit_images: tup
 # Supply chain: manifest, signature, provenance, pinning
 # --------------------------------------------------------------------------------------------------------------
 
-# --- supply-chain integrity (pytest_aisp.supply) ------------------------------------------------
 # The project under test: data, a training script, the model it trains and CI files, made by
 # fixtures/supply/make_artifacts.py. At build time CI would run `aisp manifest create` and
 # `aisp manifest sign`; here a session fixture does the same so the example runs anywhere.
 
 
-def _supply_fixture_script() -> Path:
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "fixtures" / "supply" / "make_artifacts.py"
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("fixtures/supply/make_artifacts.py not found above " + str(Path(__file__).parent))
-
-
 @pytest.fixture(scope="session")
 def supply_project(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A trained project with a signed manifest and a signed provenance statement."""
-    import sys
-
     from pytest_aisp.supply import (
         create_manifest,
         generate_keypair,
@@ -321,9 +263,7 @@ def supply_project(tmp_path_factory: pytest.TempPathFactory) -> dict:
         sign_manifest,
     )
 
-    spec = importlib.util.spec_from_file_location("supply_make_artifacts", _supply_fixture_script())
-    make = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make)
+    make = _load_script(FIXTURES / "supply" / "make_artifacts.py", "supply_make_artifacts")
     base = tmp_path_factory.mktemp("supply")
     project = make.make_project(base / "project")
     private, public = generate_keypair(base / "release.pem", base / "release.pub.pem")
@@ -354,21 +294,15 @@ def artifact_manifest(supply_project: dict):
 # Runtime monitoring: recorded traffic through the detectors
 # --------------------------------------------------------------------------------------------------------------
 
-# --- monitor: recorded traffic from a real model served behind the monitoring middleware ---------
+# Recorded traffic from a real model served behind the monitoring middleware.
 
 
-MONITOR_FIXTURES = _MonitorPath(__file__).resolve().parent.parent / "fixtures" / "monitor"
-
-
-@_monitor_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def monitor_traffic() -> dict:
     """Traffic logs (benign, flood, extraction, drift, adversarial, errors, prompt attacks) recorded by
     fixtures/monitor/make_traffic.py; made once, reused while the files exist."""
-    spec = _monitor_importlib.spec_from_file_location("example_make_traffic", MONITOR_FIXTURES / "make_traffic.py")
-    script = _monitor_importlib.module_from_spec(spec)
-    _monitor_sys.modules[spec.name] = script  # dataclasses in the script look their module up
-    spec.loader.exec_module(script)
-    generated = MONITOR_FIXTURES / "generated"
+    script = _load_script(FIXTURES / "monitor" / "make_traffic.py", "example_make_traffic")
+    generated = FIXTURES / "monitor" / "generated"
     paths = {name: generated / f"{name}.jsonl" for name in script.SCENARIOS}
     paths["reference"] = generated / "reference.npz"
     if not all(path.is_file() for path in paths.values()):

@@ -16,6 +16,7 @@ from pytest_aisp.monitor.core import Monitor
 from pytest_aisp.monitor.events import Event, Features, Prediction
 from pytest_aisp.monitor.policy import ResponsePolicy
 from pytest_aisp.monitor.prefix import complete_json_prefix
+from pytest_aisp.monitor.sinks import wait_until_handled
 
 log = logging.getLogger("pytest_aisp.monitor")
 
@@ -167,14 +168,7 @@ class AispMonitorMiddleware:
     def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until the worker has handled every queued event; True when it did in time
         (at once without a worker)."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout_s)
+        return wait_until_handled(self._queue, timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Handle what is queued, then stop the worker."""

@@ -15,6 +15,19 @@ from pytest_aisp.monitor.events import Alert, Event
 log = logging.getLogger("pytest_aisp.monitor")
 
 
+
+def wait_until_handled(work: queue.Queue, timeout_s: float) -> bool:
+    """Wait until every item put on ``work`` was marked done (``Queue.join`` has no timeout of its own);
+    True when that happened within ``timeout_s``."""
+    done = threading.Event()
+
+    def wait() -> None:
+        work.join()
+        done.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    return done.wait(timeout_s)
+
 class _JsonLines:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -90,14 +103,7 @@ class WebhookSink:
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until the queued alerts have been posted; True when the queue drained in time."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout_s)
+        return wait_until_handled(self._queue, timeout_s)
 
     def close(self) -> None:
         """Post what is queued, then stop the thread."""

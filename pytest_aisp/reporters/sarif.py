@@ -83,6 +83,20 @@ def report_rule(entry: ReportedFinding, nominal: Mapping[str, Severity] | None =
     return descriptor_id(rule_id, entry.finding.severity)
 
 
+def rules_of(
+    entries: Iterable[ReportedFinding], expected: str
+) -> tuple[list[tuple[str, ReportedFinding]], dict[str, list[Finding]]]:
+    """The entries a report shows, each with the rule it goes under, and each rule's findings: what SARIF
+    and SonarQube both build their rules and results from."""
+    shown = shown_entries(entries, expected)
+    nominal = undocumented_nominals(shown)
+    reported = [(report_rule(e, nominal), e) for e in shown]
+    by_rule: dict[str, list[Finding]] = {}
+    for descriptor, entry in reported:
+        by_rule.setdefault(descriptor, []).append(entry.finding)
+    return reported, by_rule
+
+
 def undocumented_nominals(entries: Iterable[ReportedFinding]) -> dict[str, Severity]:
     """For rules the docs do not describe: the worst severity seen, used as their nominal one."""
     worst: dict[str, Severity] = {}
@@ -230,12 +244,7 @@ def build_sarif(
     """A SARIF 2.1.0 log of ``entries``: accepted findings left out, expected ones per ``expected``."""
     from pytest_aisp import __version__
 
-    shown = shown_entries(entries, expected)
-    nominal = undocumented_nominals(shown)
-    reported = [(report_rule(e, nominal), e) for e in shown]
-    by_rule: dict[str, list[Finding]] = {}
-    for descriptor, entry in reported:
-        by_rule.setdefault(descriptor, []).append(entry.finding)
+    reported, by_rule = rules_of(entries, expected)
     rule_ids = sorted(by_rule)
     index = {rule_id: i for i, rule_id in enumerate(rule_ids)}
     driver = {

@@ -18,11 +18,9 @@ from pytest_aisp.reporters.findings_json import json_text, write_text_file
 from pytest_aisp.reporters.sarif import (
     EXPECTED_SUFFIX,
     descriptor_severity,
-    report_rule,
     rule_name,
     rule_texts,
-    shown_entries,
-    undocumented_nominals,
+    rules_of,
 )
 
 ENGINE_ID = "pytest-aisp"
@@ -63,12 +61,7 @@ def _issue(entry: ReportedFinding, descriptor: str) -> dict[str, Any]:
 
 def build_sonar(entries: Iterable[ReportedFinding], *, expected: str = "omit") -> dict[str, Any]:
     """The generic issue report of ``entries``."""
-    shown = shown_entries(entries, expected)
-    nominal = undocumented_nominals(shown)
-    reported = [(report_rule(e, nominal), e) for e in shown]
-    by_rule: dict[str, list[Finding]] = {}
-    for descriptor, entry in reported:
-        by_rule.setdefault(descriptor, []).append(entry.finding)
+    reported, by_rule = rules_of(entries, expected)
     return {
         "rules": [_rule(descriptor, by_rule[descriptor]) for descriptor in sorted(by_rule)],
         "issues": [_issue(e, descriptor) for descriptor, e in reported],

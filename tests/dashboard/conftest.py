@@ -6,10 +6,9 @@ Without PostgreSQL's binaries the PostgreSQL tests skip with the install line; u
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
-import sys
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,11 +18,11 @@ import pytest
 from pytest_aisp.dashboard.store import HistoryStore, RunInfo, RunRecord, open_store
 from pytest_aisp.findings import Finding
 from pytest_aisp.reporters.entries import ReportedFinding
+from tests.fixture_scripts import load_fixture_script
 from tests.system_tools import hidden, require_tool
 
 TEST = "tests/test_model_security.py::test_robust_to_pgd"
 ROOT = Path(__file__).resolve().parents[2]
-PG_SERVER_SCRIPT = ROOT / "fixtures" / "dashboard" / "pg_server.py"
 
 
 def entry(rule: str, severity: str, location: str, test: str = TEST, accepted: bool = False,
@@ -63,14 +62,7 @@ def history(tmp_path: Path) -> Path:
 
 
 def pg_server_module() -> ModuleType:
-    module = sys.modules.get("aisp_pg_server")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("aisp_pg_server", PG_SERVER_SCRIPT)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["aisp_pg_server"] = module
-        spec.loader.exec_module(module)
-    return module
+    return load_fixture_script("dashboard/pg_server.py", "aisp_pg_server")
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +91,13 @@ def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "history.db")
     return request.getfixturevalue("pg_url")
+
+
+def sqlite_file(path: Path, *statements: str) -> bytes:
+    """Make an SQLite file at ``path`` by running ``statements``; return its bytes."""
+    db = sqlite3.connect(path)
+    for statement in statements:
+        db.execute(statement)
+    db.commit()
+    db.close()
+    return path.read_bytes()

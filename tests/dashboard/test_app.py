@@ -14,6 +14,8 @@ from pytest_aisp.baseline import load_baseline
 from pytest_aisp.config import read_tool_table
 from pytest_aisp.dashboard.app import DashboardConfig, create_app
 
+from .conftest import sqlite_file
+
 TOKEN = "s3cret-token"
 
 
@@ -112,23 +114,12 @@ def test_corrupt_database_gives_an_error_page(tmp_path: Path) -> None:
     assert "Traceback" not in page.text
 
 
-def _sqlite(path: Path, *statements: str) -> bytes:
-    import sqlite3
-
-    db = sqlite3.connect(path)
-    for statement in statements:
-        db.execute(statement)
-    db.commit()
-    db.close()
-    return path.read_bytes()
-
-
 @pytest.mark.parametrize("page", ["/", "/findings", "/trends", "/findings/abc"])
 def test_wrong_schema_database_names_the_problem_on_every_page(tmp_path: Path, page: str) -> None:
     """A file that says schema version 1 but lacks its tables' columns: an error page naming what is missing,
     not a bare 500, and the file left exactly as it was."""
     wrong = tmp_path / "wrong.db"
-    before = _sqlite(wrong, "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    before = sqlite_file(wrong, "CREATE TABLE schema_version (version INTEGER NOT NULL)",
                      "INSERT INTO schema_version VALUES (1)", "CREATE TABLE runs (id INTEGER PRIMARY KEY)")
     answer = client(wrong, tmp_path).get(page)
     assert answer.status_code == 503
@@ -140,7 +131,7 @@ def test_wrong_schema_database_names_the_problem_on_every_page(tmp_path: Path, p
 def test_a_refused_database_keeps_its_header(tmp_path: Path) -> None:
     """The dashboard said "nothing was changed" about a foreign SQLite file after switching it to WAL."""
     foreign = tmp_path / "other-app.db"
-    before = _sqlite(foreign, "CREATE TABLE users (id INTEGER)")
+    before = sqlite_file(foreign, "CREATE TABLE users (id INTEGER)")
     answer = client(foreign, tmp_path).get("/")
     assert answer.status_code == 503 and "not an aisp history" in answer.text
     assert foreign.read_bytes() == before

@@ -21,7 +21,7 @@ from pytest_aisp.dashboard.store import SCHEMA_VERSION, RunInfo, RunRecord, open
 from pytest_aisp.dashboard.summary import summarize
 from pytest_aisp.findings import AispError
 
-from .conftest import entry
+from .conftest import entry, sqlite_file
 
 
 def test_summary_new_fixed_counts_and_gate(history_url: str) -> None:
@@ -204,15 +204,6 @@ def test_corrupt_newer_and_foreign_databases_are_refused_unchanged(tmp_path: Pat
         open_store(foreign)
 
 
-def _sqlite_file(path: Path, *statements: str) -> bytes:
-    db = sqlite3.connect(path)
-    for statement in statements:
-        db.execute(statement)
-    db.commit()
-    db.close()
-    return path.read_bytes()
-
-
 def test_refused_databases_keep_every_byte(tmp_path: Path) -> None:
     """A foreign, wrong-schema or newer SQLite file is inspected read-only: refused without its header being
     switched to WAL, and no -wal/-shm file appears beside it."""
@@ -226,7 +217,7 @@ def test_refused_databases_keep_every_byte(tmp_path: Path) -> None:
     }
     for name, (statements, message) in cases.items():
         path = tmp_path / name
-        before = _sqlite_file(path, *statements)
+        before = sqlite_file(path, *statements)
         with pytest.raises(HistoryUnavailable, match=message):
             open_store(path)
         assert path.read_bytes() == before, f"{name} was changed"

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.fixture_scripts import load_fixture_script
 from tests.system_tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,13 +22,7 @@ GENERATED = ROOT / "fixtures" / "monitor" / "generated"
 
 
 def load_script() -> ModuleType:
-    module = sys.modules.get("aisp_make_traffic")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("aisp_make_traffic", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["aisp_make_traffic"] = module
-        spec.loader.exec_module(module)
-    return module
+    return load_fixture_script("monitor/make_traffic.py", "aisp_make_traffic")
 
 
 @pytest.fixture(scope="session")

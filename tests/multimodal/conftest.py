@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -12,17 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.fixture_scripts import load_fixture_script
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "multimodal" / "make_fixtures.py"
 
 
 def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("multimodal_fixtures", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["multimodal_fixtures"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_fixture_script("multimodal/make_fixtures.py", "multimodal_fixtures")
 
 
 @pytest.fixture(scope="session")

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "nlp"
+from tests.fixture_scripts import load_fixture_script
 
 
 def _load_make_models() -> Any:
-    spec = importlib.util.spec_from_file_location("aisp_nlp_make_models", FIXTURES / "make_models.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_fixture_script("nlp/make_models.py", "aisp_nlp_make_models")
 
 
 make_models = _load_make_models()

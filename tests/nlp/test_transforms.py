@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 from pytest_aisp.findings import AispError
 from pytest_aisp.nlp import resources, transforms
 from pytest_aisp.nlp.strategies import text_edits
+from tests.fixture_scripts import load_fixture_script
 
 
 @given(st.text(alphabet=st.sampled_from("ab c'.,\n-é"), max_size=40))
@@ -82,16 +82,6 @@ def test_a_wrong_wordnet_folder_names_what_is_missing_and_the_fix(tmp_path, monk
     assert "pip install wordnet" not in str(raised.value)
 
 
-def _load_fixture_script(name: str):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "fixtures" / "nlp" / name
-    spec = importlib.util.spec_from_file_location(f"aisp_fixture_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_packaged_wordnet_needs_no_system_package(tmp_path, monkeypatch):
     """Built from the table in the wheel into an empty cache: NLTK's reader sees WordNet 3.0's senses."""
     monkeypatch.delenv("AISP_WORDNET_DIR", raising=False)
@@ -107,7 +97,7 @@ def test_packaged_wordnet_needs_no_system_package(tmp_path, monkeypatch):
 def test_packaged_wordnet_matches_the_full_database():
     """The database rebuilt from the packaged table gives NLTK's reader the senses of the full WordNet 3.0:
     the digest below was computed over Debian's files by fixtures/nlp/make_wordnet_table.py."""
-    make_table = _load_fixture_script("make_wordnet_table.py")
+    make_table = load_fixture_script("nlp/make_wordnet_table.py", "aisp_make_wordnet_table")
     expected = make_table.SENSES_DIGEST.read_text().strip()
     assert make_table.senses_digest(resources.wordnet_reader(None)) == expected
 

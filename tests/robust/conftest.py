@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,18 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.fixture_scripts import load_fixture_script
+
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # the machines running these tests are small and shared
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "robust" / "make_models.py"
 
 
 def _load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("robust_make_models", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_fixture_script("robust/make_models.py", "robust_make_models")
 
 
 make_models = _load_script()
@@ -77,20 +73,12 @@ def linear_binary(robust_models) -> Trained:
 
 # --- poisoning, backdoors, extraction, membership ---------------------------------------------
 
-POISON_SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "robust" / "make_poison_fixtures.py"
 
 
 @pytest.fixture(scope="session")
 def poison_script() -> Any:
     """fixtures/robust/make_poison_fixtures.py, imported."""
-    import sys
-
-    spec = importlib.util.spec_from_file_location("make_poison_fixtures", POISON_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules["make_poison_fixtures"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_fixture_script("robust/make_poison_fixtures.py", "make_poison_fixtures")
 
 
 @pytest.fixture(scope="session")

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fixture_scripts import load_fixture_script
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures" / "supply"
 
 
 def _load_fixture_module():
-    spec = importlib.util.spec_from_file_location("supply_make_artifacts", FIXTURES / "make_artifacts.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_fixture_script("supply/make_artifacts.py", "supply_make_artifacts")
 
 
 _MAKE_ARTIFACTS = _load_fixture_module()
