@@ -100,20 +100,25 @@ def says_phrase(answer: str, phrase: str, inputs: Iterable[str] = ()) -> str | N
 
 
 def _copied_with_context(answer: str, phrase: str, sources: Sequence[str]) -> bool:
-    """True when every occurrence of ``phrase`` in ``answer`` comes with prompt text around it."""
-    folded = _folded(answer)
-    mark = _folded(phrase)
-    position = folded.find(mark)
+    """True when every occurrence of ``phrase`` in ``answer`` comes with prompt text around it (``sources``
+    already folded, as the answer and phrase are here)."""
+    return copied_from(_folded(answer), _folded(phrase), sources, _ECHO_CONTEXT)
+
+
+def copied_from(answer: str, mark: str, sources: Sequence[str], context: int) -> bool:
+    """True when ``mark`` occurs in ``answer`` and every occurrence sits inside text copied from one of
+    ``sources``: the ``context`` characters before or after it, with it, are in that source (an echo)."""
+    position = answer.find(mark)
     if position < 0:
         return False
     while position >= 0:
-        before = folded[max(0, position - _ECHO_CONTEXT):position]
-        after = folded[position + len(mark):position + len(mark) + _ECHO_CONTEXT]
-        copied = any((len(before) == _ECHO_CONTEXT and before + mark in source)
-                     or (len(after) == _ECHO_CONTEXT and mark + after in source) for source in sources)
+        before = answer[max(0, position - context):position]
+        after = answer[position + len(mark):position + len(mark) + context]
+        copied = any((len(before) == context and before + mark in source)
+                     or (len(after) == context and mark + after in source) for source in sources)
         if not copied:
             return False
-        position = folded.find(mark, position + 1)
+        position = answer.find(mark, position + 1)
     return True
 
 

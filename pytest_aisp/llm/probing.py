@@ -19,7 +19,7 @@ from pytest_aisp.findings import AispError, Finding, LLMVulnerability, Severity
 from pytest_aisp.llm.catalogue import FAMILIES, PROBES, VERDICTS, Probe, ProbeCase, ProbeScript
 from pytest_aisp.llm.detectors import contains_marker, normalize, scan_code, scan_response
 from pytest_aisp.llm.endpoint import EndpointClient, LLMEndpoint
-from pytest_aisp.llm.judge import garbled_copy, refusal_wording, says_phrase, task_items_done
+from pytest_aisp.llm.judge import copied_from, garbled_copy, refusal_wording, says_phrase, task_items_done
 from pytest_aisp.recorder import attach, record_findings, record_metric
 from pytest_aisp.stats import wilson_interval
 from pytest_aisp.verdict import enforce
@@ -245,17 +245,7 @@ class Verdict:
 
 def _echo_only(answer: str, canary: str, inputs: str) -> bool:
     """True when every occurrence of ``canary`` in ``answer`` sits inside text copied from the input."""
-    start = answer.find(canary)
-    if start < 0:
-        return False
-    while start >= 0:
-        before = answer[max(0, start - ECHO_CONTEXT): start]
-        after = answer[start + len(canary): start + len(canary) + ECHO_CONTEXT]
-        if not (len(before) == ECHO_CONTEXT and before + canary in inputs) and \
-                not (len(after) == ECHO_CONTEXT and canary + after in inputs):
-            return False
-        start = answer.find(canary, start + 1)
-    return True
+    return copied_from(answer, canary, [inputs], ECHO_CONTEXT)
 
 
 def _marker_in(answer: str, marker: str) -> str | None:
