@@ -39,7 +39,7 @@ def emit(text: str, output: Path | str | None = None) -> None:
     if output is None:
         sys.stdout.write(text + "\n")
         return
-    write_text_file(Path(output), text + "\n", what="the output")
+    write_text_file(Path(output), text + "\n", what="the output", create_folders=False)
 
 
 def exit_code(findings: Sequence[Finding], fail_on: Severity | str | None) -> int:

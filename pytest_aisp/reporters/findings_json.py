@@ -75,13 +75,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_text_file(path: Path, text: str, *, what: str) -> None:
-    """Write ``text`` to ``path``, creating its folder; ``AispError`` naming ``what`` and the problem."""
+def write_text_file(path: Path, text: str, *, what: str, create_folders: bool = True) -> None:
+    """Write ``text`` to ``path``; ``AispError`` naming ``what`` and the problem. Report files of a pytest
+    run get their folder made (``reports/`` in CI, as ``--junitxml`` does); a file a user names on the
+    command line (``create_folders=False``) must go into a folder that exists, so a typo creates nothing."""
     if path.is_dir():
         raise AispError(f"cannot write {what} to {path}: it is a directory; give a file name")
     blocking = next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
     if blocking is not None:
         raise AispError(f"cannot write {what} to {path}: {blocking} is a file, not a folder")
+    if not create_folders and not path.parent.is_dir():
+        raise AispError(f"cannot write {what} to {path}: the folder {path.parent} does not exist; create it first")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -105,6 +105,21 @@ def test_outputs_that_are_directories_or_under_files_are_refused(
         emit("text", tmp_path / "folder")
 
 
+def test_an_output_file_named_on_the_command_line_needs_an_existing_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`aisp ... --output` under a missing folder created the folders (as whoever runs it); a typo in the path
+    must not (fails on the previous commit). Report files of a pytest run still get their folder."""
+    import pickle
+
+    model = tmp_path / "model.pkl"
+    model.write_bytes(pickle.dumps([1, 2]))
+    out = tmp_path / "no" / "such" / "scan.json"
+    assert main(["scan", str(model), "--format", "json", "--output", str(out)]) == 2
+    assert "the folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    (tmp_path / "no").mkdir()
+    assert main(["scan", str(model), "--format", "json", "--output", str(tmp_path / "no" / "scan.json")]) == 0
+
+
 def test_a_nan_metric_and_deep_evidence_are_written_as_valid_json(tmp_path: Path) -> None:
     deep: dict = {}
     inner = deep
