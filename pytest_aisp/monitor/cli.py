@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_aisp.config import read_tool_table
-from pytest_aisp.findings import SEVERITY_NAMES, AispError, Severity
+from pytest_aisp.findings import SEVERITY_NAMES, AispError
+from pytest_aisp.reporters.cli_output import FAIL_ON_HELP
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,8 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _monitor_options(replay)
     replay.add_argument("--format", choices=("text", "json", "sarif"), default="text")
     replay.add_argument("--output", type=Path, help="write the report here instead of stdout")
-    replay.add_argument("--fail-on", default="medium", choices=SEVERITY_NAMES,
-                        help="lowest severity that makes the exit code 1 (default medium)")
+    replay.add_argument("--fail-on", default=None, choices=SEVERITY_NAMES, help=FAIL_ON_HELP.format("medium"))
     replay.set_defaults(func=_replay)
 
     serve = commands.add_parser("serve", help="run a monitoring reverse proxy in front of an endpoint")
@@ -125,7 +125,7 @@ def _replay(args: argparse.Namespace) -> int:
         return "\n".join(lines)
 
     emit(render(args.format, findings, json_body=as_json, text=as_text), args.output)
-    return exit_code(findings, Severity.parse(args.fail_on))
+    return exit_code(findings, args.fail_on)
 
 
 def build_sidecar(args: argparse.Namespace) -> Any:

@@ -34,7 +34,7 @@ def render(fmt: str, findings: Sequence[Finding], *, json_body: Callable[[], Map
 
 
 def emit(text: str, output: Path | str | None = None) -> None:
-    """Print ``text``, or write it to ``output`` (its folder created); ``AispError`` when ``output``
+    """Print ``text``, or write it to ``output`` (in a folder that exists); ``AispError`` when ``output``
     is a directory or cannot be written."""
     if output is None:
         sys.stdout.write(text + "\n")
@@ -42,6 +42,26 @@ def emit(text: str, output: Path | str | None = None) -> None:
     write_text_file(Path(output), text + "\n", what="the output", create_folders=False)
 
 
-def exit_code(findings: Sequence[Finding], fail_on: Severity | str | None) -> int:
-    """1 when a finding reaches ``fail_on`` (the same verdict as the ``assert_*`` helpers), else 0."""
+def exit_code(
+    findings: Sequence[Finding], fail_on: Severity | str | None, *, default: Severity | str = "medium"
+) -> int:
+    """1 when a finding reaches the threshold (the same verdict as the ``assert_*`` helpers), else 0. The
+    threshold is ``fail_on`` (the subcommand's flag) when given, else the configured one (``AISP_FAIL_ON`` or
+    ``[tool.aisp] fail_on`` of the project), else the subcommand's ``default``."""
+    if fail_on is None:
+        fail_on = configured_fail_on() or default
     return EXIT_FINDINGS if decide(findings, fail_on=fail_on, nodeid="").failing else EXIT_OK
+
+
+FAIL_ON_HELP = "lowest severity that makes the exit code 1 (default: AISP_FAIL_ON or [tool.aisp] fail_on, else {})"
+
+
+def configured_fail_on() -> Severity | None:
+    """The fail-on threshold the environment or the project's files set, or None when only the default."""
+    from pytest_aisp.config import SettingError, current_settings
+
+    try:
+        settings = current_settings()
+    except SettingError as exc:
+        raise AispError(str(exc)) from None
+    return settings.fail_on if settings.source_of("fail_on") != "default" else None

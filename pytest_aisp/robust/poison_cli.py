@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pytest_aisp.findings import SEVERITY_NAMES, AispError, Finding
+from pytest_aisp.reporters.cli_output import FAIL_ON_HELP
 
 FORMATS = ("text", "json", "sarif")
 
@@ -43,12 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--fail-on",
-        choices=SEVERITY_NAMES,
-        default="medium",
-        help="lowest severity that makes the exit code 1 (default: medium)",
-    )
+    parser.add_argument("--fail-on", choices=SEVERITY_NAMES, default=None, help=FAIL_ON_HELP.format("medium"))
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_aisp.findings import AispError, Finding, Severity
+from pytest_aisp.reporters.cli_output import FAIL_ON_HELP
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
 
@@ -52,12 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_output(parser: argparse.ArgumentParser, default_fail_on: str = "medium") -> None:
-    parser.add_argument(
-        "--fail-on",
-        default=default_fail_on,
-        choices=[s.value for s in Severity],
-        help=f"lowest severity that makes the exit code 1 (default {default_fail_on})",
-    )
+    parser.add_argument("--fail-on", default=None, choices=[s.value for s in Severity],
+                        help=FAIL_ON_HELP.format(default_fail_on))
+    parser.set_defaults(default_fail_on=default_fail_on)
     parser.add_argument(
         "--format",
         dest="output_format",
@@ -329,7 +327,7 @@ def _emit(args: argparse.Namespace, findings: Sequence[Finding], extra: dict | N
     if args.output_format != "text":
         body = {"findings": [f.to_dict() for f in findings], **(extra or {})}
         emit(render(args.output_format, findings, json_body=lambda: body, text=str))
-    return exit_code(findings, args.fail_on)
+    return exit_code(findings, args.fail_on, default=args.default_fail_on)
 
 
 def _manifest_sign(args: argparse.Namespace) -> int:

@@ -180,3 +180,24 @@ def test_scan():
     assert "\x1b" not in out and "\x07" not in out
     assert "unknown global mylib\\x1b[2K\\r\\x1b]0;pwned\\x07.Model" in out
     assert "\x1b" not in (pytester.path / "out" / "r.html").read_text()
+
+
+def test_every_subcommand_takes_fail_on_from_the_project_and_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flag wins, then AISP_FAIL_ON, then [tool.aisp] fail_on, then the subcommand's own default (pins:
+    low). Before, a subcommand's default ignored the configuration (fails on the previous commit)."""
+    from pytest_aisp import config
+
+    # the session's settings come back after the test; here each step resolves the project afresh
+    monkeypatch.setattr(config, "_current", None)
+    (tmp_path / "requirements.txt").write_text("numpy>=1.0\n")  # one low finding: an unpinned range
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AISP_FAIL_ON", raising=False)
+    assert main(["pins", "."]) == 1  # pins' own default, low
+    (tmp_path / "pyproject.toml").write_text('[tool.aisp]\nfail_on = "high"\n')
+    config.set_current_settings(None)
+    assert main(["pins", "."]) == 0
+    monkeypatch.setenv("AISP_FAIL_ON", "low")
+    config.set_current_settings(None)
+    assert main(["pins", "."]) == 1
+    assert main(["pins", ".", "--fail-on", "critical"]) == 0
