@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_aisp import __version__
+from pytest_aisp import hypothesis_profile as hypothesis_profile_module
 from pytest_aisp.backends import installed_backends
 from pytest_aisp.baseline import load_baseline
 from pytest_aisp.config import (
@@ -38,7 +42,7 @@ SUBMARKERS: dict[str, str] = {
 }
 RECORD_KEY = pytest.StashKey[TestRecord]()
 PREVIOUS_SETTINGS_KEY = pytest.StashKey["Settings | None"]()
-HYPOTHESIS_CI_PROFILE = "aisp-ci"
+HYPOTHESIS_PROFILE_FLAG = "--hypothesis-profile"  # Hypothesis's own option, when its plugin is loaded
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -67,7 +71,11 @@ def _early_gpus(args: list[str]) -> str:
     return ""
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    _register_hypothesis_profile_when_asked_for(config)
+    if hasattr(config, "workerinput"):
+        _skip_cycle_collection_at_exit()
     config.addinivalue_line("markers", "aisp: an AI security check (pytest-aisp); select with -m aisp")
     for name, what in SUBMARKERS.items():
         config.addinivalue_line("markers", f"{name}: pytest-aisp {what} check (implies aisp)")
@@ -91,6 +99,35 @@ def pytest_configure(config: pytest.Config) -> None:
     report_session.start(config, settings)
 
 
+def _register_hypothesis_profile_when_asked_for(config: pytest.Config) -> None:
+    """Register ``aisp-ci`` before Hypothesis's plugin loads ``--hypothesis-profile`` (this hook runs first).
+
+    Hypothesis's own entry point registers it whenever Hypothesis is imported; this covers
+    ``HYPOTHESIS_NO_PLUGINS`` and a Hypothesis imported before this package was installed.
+    """
+    if _option(config, HYPOTHESIS_PROFILE_FLAG) or "hypothesis" in sys.modules:
+        hypothesis_profile_module.register()
+
+
+def _skip_cycle_collection_at_exit() -> None:
+    """In an xdist worker, leave the heap to the operating system at exit instead of collecting it.
+
+    The controller waits for every worker process to end before it finishes the session, and a worker that
+    has loaded torch holds about half a million objects: the interpreter's shutdown collections over them
+    took about 1 s of every ``-n`` run's wall time (``benchmarks/bench_xdist.py``). ``gc.freeze`` at exit
+    moves them out of the collector's reach; objects are still freed by reference counting and every atexit
+    handler still runs. Only an unreachable reference cycle whose finalizer was left to the final collection
+    goes unfinalized, as it would under ``os._exit``. Registered at configure time, so atexit runs it after
+    the handlers that tests and fixtures register later.
+    """
+    atexit.register(gc.freeze)
+
+
+def _option(config: pytest.Config, name: str) -> Any:
+    """An option of another plugin, or None when that plugin is not loaded."""
+    return config.getoption(name, default=None)
+
+
 def _check_report_paths(settings: Settings) -> None:
     """Refuse, before any test runs, report paths that cannot be written (a folder where a file goes)."""
     for name in ("sarif", "sonar", "html"):
@@ -109,20 +146,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     set_current_settings(config.stash.get(PREVIOUS_SETTINGS_KEY, None))
 
 
-def _register_hypothesis_profile() -> None:
-    """``aisp-ci``: derandomized and without a database, so CI runs repeat exactly."""
-    from hypothesis import HealthCheck
-    from hypothesis import settings as hsettings
-
-    hsettings.register_profile(
-        HYPOTHESIS_CI_PROFILE, derandomize=True, database=None, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-
-
-_register_hypothesis_profile()
-
-
 def _resolve(config: pytest.Config) -> Settings:
     cli = {spec.name: config.getoption(f"aisp_{spec.name}") for spec in OPTIONS}
     ini = {spec.name: config.getini(spec.ini) for spec in OPTIONS}
@@ -134,7 +157,7 @@ def _resolve(config: pytest.Config) -> Settings:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings: Settings = config.stash[SETTINGS_KEY]
-    hypothesis_profile = _hypothesis_profile()
+    hypothesis_profile = hypothesis_profile_module.current_profile(_option(config, HYPOTHESIS_PROFILE_FLAG))
     pool = gpu_pool(settings.gpus)
     backends = ", ".join(f"{name}={'yes' if ok else 'no'}" for name, ok in installed_backends().items())
     baseline = str(settings.baseline) if settings.baseline else "none"
@@ -174,14 +197,6 @@ def _value_sources(settings: Settings) -> list[str]:
         lines.append(f"aisp:   {spec.name} = {shown if shown not in (None, ()) else '-'} "
                      f"({settings.source_of(spec.name)})")
     return lines
-
-
-def _hypothesis_profile() -> str:
-    try:
-        from hypothesis import settings as hsettings
-    except ImportError:  # pragma: no cover - hypothesis is a core dependency
-        return "n/a"
-    return str(getattr(hsettings, "_current_profile", None) or "default")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

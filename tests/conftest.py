@@ -8,9 +8,10 @@ import numpy  # noqa: F401
 import pytest
 from hypothesis import settings
 
-import pytest_aisp.plugin  # noqa: F401  - registers the aisp-ci profile
+from pytest_aisp.hypothesis_profile import HYPOTHESIS_CI_PROFILE, register
 
-settings.load_profile("aisp-ci")
+register()  # Hypothesis's entry point does this too, unless HYPOTHESIS_NO_PLUGINS is set
+settings.load_profile(HYPOTHESIS_CI_PROFILE)
 
 from tests.system_tools import SKIP_PREFIX  # noqa: E402
 

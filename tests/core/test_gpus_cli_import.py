@@ -238,3 +238,70 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
                           capture_output=True, text=True, executable="/bin/bash")
     assert done.stdout.count("\n") == 1
     assert "error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+EXIT_CONFTEST = """
+import atexit, gc, os, pathlib
+worker = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+here = pathlib.Path.cwd()
+# registered before the plugin's configure hook, so atexit runs this one after the plugin's
+atexit.register(lambda: (here / ("frozen-" + worker)).write_text(str(gc.get_freeze_count())))
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_worker_leaves_its_heap_to_the_os_at_exit(pytester: pytest.Pytester, workers: int) -> None:
+    """xdist workers freeze their objects at exit (the controller waits on their shutdown); a serial run does not."""
+    pytester.makeconftest(EXIT_CONFTEST)
+    pytester.makepyfile(test_g="import pytest\n@pytest.mark.parametrize('i', range(4))\ndef test_g(i): pass\n")
+    pytester.runpytest_subprocess("-n", str(workers), "-p", "no:randomly").assert_outcomes(passed=4)
+    frozen = {p.name: int(p.read_text()) for p in pytester.path.glob("frozen-*")}
+    if workers:
+        assert sorted(frozen) == ["frozen-controller", "frozen-gw0", "frozen-gw1"], frozen
+        assert frozen["frozen-gw0"] > 1000 and frozen["frozen-gw1"] > 1000
+    assert frozen["frozen-controller"] == 0
+
+
+HYPOTHESIS_FREE_TEST = """
+import sys
+
+def test_nothing_has_imported_hypothesis():
+    assert "hypothesis" not in sys.modules
+"""
+
+
+def test_the_plugin_does_not_import_hypothesis(pytester: pytest.Pytester) -> None:
+    """Hypothesis costs about 0.7 s per process (each xdist worker too): loaded only where a test uses it."""
+    pytester.makepyfile(test_h=HYPOTHESIS_FREE_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*hypothesis profile=default*"])
+
+
+PROFILE_TEST = """
+from hypothesis import settings
+
+def test_profile():
+    assert settings.get_current_profile_name() == "aisp-ci"
+    assert settings.default.derandomize and settings.default.database is None
+"""
+
+
+@pytest.mark.parametrize("hypothesis_plugins", ["on", "off"])
+def test_the_aisp_ci_profile_is_there_when_asked_for(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, hypothesis_plugins: str
+) -> None:
+    """``--hypothesis-profile=aisp-ci`` works with Hypothesis's entry points and without them."""
+    if hypothesis_plugins == "off":
+        monkeypatch.setenv("HYPOTHESIS_NO_PLUGINS", "1")
+    pytester.makepyfile(test_p=PROFILE_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--hypothesis-profile=aisp-ci")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*hypothesis profile=aisp-ci*"])
+
+
+def test_importing_hypothesis_registers_the_aisp_ci_profile() -> None:
+    """Outside pytest too (a script, a notebook): Hypothesis's entry point registers the profile."""
+    code = "from hypothesis import settings; settings.load_profile('aisp-ci'); print(settings.default.derandomize)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
