@@ -8,6 +8,8 @@ run after run and under xdist, and no finding is lost through merge, history and
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -139,6 +141,8 @@ def test_html_report_shows_the_findings_under_jenkins_csp(demo: DemoRun, tmp_pat
         shot = tmp_path / "aisp-report-jenkins-csp.png"
         page.screenshot(path=str(shot), full_page=False)
         assert shot.stat().st_size > 10_000
+        if os.environ.get("AISP_DOCS_SCREENSHOTS"):  # refreshes the picture in docs/ci.md
+            shutil.copy(shot, ROOT / "docs" / "img" / shot.name)
         assert not [m for m in blocked if "Content Security Policy" in m], blocked
 
         # pytest-html under the same policy: its results table stays empty (it builds rows with script)
