@@ -112,16 +112,10 @@ def _rates(works: dict[str, Callable[[], Any]], items: float, min_seconds: float
 
 
 def _photos(n: int, size: int) -> np.ndarray:
-    from sklearn.datasets import load_sample_images
+    """``n`` square crops of the sample photographs, made by the fixture script the tests use."""
+    from tests.fixture_scripts import load_fixture_script
 
-    rng = np.random.default_rng(0)
-    sources = [np.asarray(im) for im in load_sample_images().images]
-    crops = []
-    for i in range(n):
-        image = sources[i % 2]
-        y, x = rng.integers(0, image.shape[0] - size), rng.integers(0, image.shape[1] - size)
-        crops.append(image[y : y + size, x : x + size])
-    return np.stack(crops)
+    return load_fixture_script("multimodal/make_fixtures.py", "multimodal_fixtures").photo_crops(n, size, size, seed=0)
 
 
 def _augly_call(name: str, params: dict[str, Any]) -> Callable[[Any, int], Any]:

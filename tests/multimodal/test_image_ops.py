@@ -14,22 +14,9 @@ import pytest
 
 from pytest_aisp.multimodal import apply_perturbation, image_ops
 from pytest_aisp.multimodal.registry import get_perturbation, perturbation_parameters
+from tests.fixture_scripts import load_fixture_script
 
-
-def _photos(n: int = 5, height: int = 48, width: int = 61) -> np.ndarray:
-    from sklearn.datasets import load_sample_images
-
-    rng = np.random.default_rng(3)
-    sources = [np.asarray(im) for im in load_sample_images().images]
-    crops = []
-    for i in range(n):
-        image = sources[i % 2]
-        y, x = rng.integers(0, image.shape[0] - height), rng.integers(0, image.shape[1] - width)
-        crops.append(image[y : y + height, x : x + width])
-    return np.stack(crops)
-
-
-PHOTOS = _photos()
+PHOTOS = load_fixture_script("multimodal/make_fixtures.py", "multimodal_fixtures").photo_crops(5, 48, 61, seed=3)
 
 
 # --- the previous implementations -------------------------------------------------------------
