@@ -57,7 +57,7 @@ RESIZED_BACK = "then resized back to the input size (Pillow's default filter)"
 
 # What differs between the two sides, per perturbation (both: the parameters of severity 0.5).
 DIFFERENCES: dict[str, str] = {
-    "image:blur": "Gaussian blur sigma {radius:g} px: ours the exact kernel to 4 sigma (scipy.ndimage's), separable; "
+    "image:blur": "Gaussian blur sigma {radius:g} px: ours the exact kernel to 4 sigma (scipy.ndimage); "
     "AugLy Pillow's GaussianBlur (box passes)",
     "image:gaussian_noise": "additive noise, std {std:.3f} of full scale: ours one float32 draw for the batch; "
     "AugLy a float64 draw per image",
