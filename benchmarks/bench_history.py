@@ -60,14 +60,6 @@ RULES = ("AISP-SCAN-PICKLE-GLOBAL", "AISP-ROBUST-EVASION", "AISP-LLM-INJECTION",
 GOAL_P95_MS = 200.0
 
 
-def _pg_module():
-    spec = importlib.util.spec_from_file_location("aisp_pg_server", ROOT / "fixtures/dashboard/pg_server.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["aisp_pg_server"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_run(index: int, findings: int, key_prefix: str = "run") -> RunRecord:
     """Run ``index``: every other run is the busiest repository's main branch (org/model-00), the others rotate
     over ten projects and three branches; ``findings`` findings drawn from the project's pool (most repeat run
@@ -313,7 +305,9 @@ def main() -> int:
         with sqlite_url() as url, sqlite_url() as anchor_url:
             report += measure("SQLite", lambda: url, anchor_url, runs, args.findings, args.repeat)
     if args.only != "sqlite":
-        pg = _pg_module()
+        from tests.fixture_scripts import load_fixture_script  # the scripts the tests use
+
+        pg = load_fixture_script("dashboard/pg_server.py", "aisp_pg_server")
         if pg.find_bindir() is None or importlib.util.find_spec("psycopg") is None:
             report.append(f"PostgreSQL: not measured (needs {pg.INSTALL_LINE} and pip install "
                           '"pytest-aisp[postgresql]")')

@@ -19,16 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _make_models():
-    spec = importlib.util.spec_from_file_location(
-        "aisp_nlp_make_models", ROOT / "fixtures" / "nlp" / "make_models.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run(model, texts, labels, attack, budget):
     from pytest_aisp.nlp import TextConstraints, as_text_classifier, evaluate_text_robustness
 
@@ -49,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=1000, help="model queries per text (default 1000)")
     args = parser.parse_args(argv)
     n = args.n or (40 if args.quick else 200)
-    make_models = _make_models()
+    from tests.fixture_scripts import load_fixture_script  # the scripts the tests use
+
+    make_models = load_fixture_script("nlp/make_models.py", "aisp_nlp_make_models")
     texts, labels = make_models.sentiment_test_set(n)
     models = {"tfidf-logreg": make_models.sentiment_model()}
     if not args.quick:

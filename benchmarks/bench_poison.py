@@ -17,7 +17,6 @@ better-suited options, see the notes printed with the table). Neural Cleanse has
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 import warnings
@@ -31,16 +30,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 OURS = ("activation_clustering", "spectral_signature", "strip")
 SHORT = {"activation_clustering": "AC", "spectral_signature": "SS", "strip": "STRIP"}
-
-
-def _script() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "make_poison_fixtures", ROOT / "fixtures/robust/make_poison_fixtures.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_poison_fixtures"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -390,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     sys.path.insert(0, str(ROOT))
-    m = _script()
+    from tests.fixture_scripts import load_fixture_script  # the scripts the tests use
+
+    m = load_fixture_script("robust/make_poison_fixtures.py", "make_poison_fixtures")
     f = m.make_all() if args.quick else m.make_variants()
     detection(m, f, full=not args.quick)
     other_checks(m, f, args.quick)

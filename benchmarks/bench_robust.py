@@ -42,15 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _make_models() -> Any:
-    script = ROOT / "fixtures" / "robust" / "make_models.py"
-    spec = importlib.util.spec_from_file_location("robust_make_models", script)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
 def _data(name: str, quick: bool) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
@@ -156,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from pytest_aisp.robust import evaluate_robustness
+    from tests.fixture_scripts import load_fixture_script  # the scripts the tests use
 
-    make_models = _make_models()
+    make_models = load_fixture_script("robust/make_models.py", "robust_make_models")
     setting = Setting(eps=0.1, steps=10 if args.quick else 40)
     has_art = importlib.util.find_spec("art") is not None
     art_batches = ((512,) if args.quick else (32, 512)) if has_art else ()

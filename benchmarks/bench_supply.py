@@ -58,15 +58,6 @@ class Row:
         return self.ours_s / max(self.other_s - self.other_start_up_s, 1e-9)
 
 
-def _fixtures():
-    spec = importlib.util.spec_from_file_location(
-        "supply_make_artifacts", ROOT / "fixtures/supply/make_artifacts.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def best(fn: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -174,7 +165,9 @@ def main() -> None:
     big_size = (256 if args.quick else 1024) * MiB
     small_size = (16 if args.quick else 64) * 1024
     tiny_size = (1 if args.quick else 4) * 1024
-    make = _fixtures()
+    from tests.fixture_scripts import load_fixture_script  # the scripts the tests use
+
+    make = load_fixture_script("supply/make_artifacts.py", "supply_make_artifacts")
     scratch = Path(args.dir or tempfile.mkdtemp(prefix="aisp-bench-"))
     rows: list[Row] = []
     notes: list[str] = []
